@@ -1,0 +1,142 @@
+"""The decision log: one JSON record per event, written as JSONL.
+
+It is what export, offline evaluation and warm start read; ``docs/decision-log.md`` describes
+every field. Each record keeps the exact per-slot probabilities and everything needed to rebuild
+the candidates each slot was drawn from (candidates, exclusions, diversity caps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bandit.domain import Candidate, Reward
+
+FORMAT_VERSION = 1
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LoggedCandidate(_Record):
+    """A candidate as offered to the policy."""
+
+    id: str
+    features: dict[str, Any] = Field(default_factory=dict)
+    category: str | None = None
+    creator: str | None = None
+    created_at: float | None = None
+
+    def to_candidate(self) -> Candidate:
+        """The core ``Candidate`` value."""
+        return Candidate(self.id, self.features, self.category, self.creator, self.created_at)
+
+    @classmethod
+    def of(cls, candidate: Candidate) -> LoggedCandidate:
+        """Log a core ``Candidate``."""
+        return cls(
+            id=candidate.id,
+            features=dict(candidate.features),
+            category=candidate.category,
+            creator=candidate.creator,
+            created_at=candidate.created_at,
+        )
+
+
+class LoggedSlot(_Record):
+    """A shown slot: item, 1-based position, exact probability, whether it explored."""
+
+    item_id: str
+    position: int = Field(ge=1)
+    probability: float = Field(gt=0.0, le=1.0)
+    explored: bool
+
+
+class LoggedReward(_Record):
+    """A reward posted for the event; ``late`` ones are kept but never learned."""
+
+    item_id: str
+    type: str
+    value: float | None = None
+    timestamp: float
+    final: bool = False
+    late: bool = False
+
+    def to_reward(self) -> Reward:
+        """The core ``Reward`` value (value defaults to 1)."""
+        value = 1.0 if self.value is None else self.value
+        return Reward(self.item_id, self.type, value, self.timestamp, self.final)
+
+
+class Constraints(_Record):
+    """What restricted the draw: excluded ids and diversity caps."""
+
+    exclude: list[str] = Field(default_factory=list)
+    max_per_category: int | None = None
+    max_per_creator: int | None = None
+
+
+class ExplorationLog(_Record):
+    """The budget state the decision was made under."""
+
+    budget: float
+    rate: float
+    discovery_positions: list[int] = Field(default_factory=list)
+
+
+class DecisionRecord(_Record):
+    """One event: what was offered, what was shown with which probability, what came back."""
+
+    format: int = FORMAT_VERSION
+    event_id: str
+    policy: str
+    model_version: int = 0
+    spec_version: int = 1
+    timestamp: float
+    context: dict[str, Any] = Field(default_factory=dict)
+    user_id: str | None = None
+    segment: str
+    candidates: list[LoggedCandidate]
+    slate: list[LoggedSlot]
+    rewards: list[LoggedReward] = Field(default_factory=list)
+    seed: int
+    exploration: ExplorationLog
+    constraints: Constraints = Constraints()
+    deferred: bool = False
+    activated: bool = True
+
+    def shown_ids(self) -> list[str]:
+        """Item ids of the slate in position order."""
+        return [slot.item_id for slot in sorted(self.slate, key=lambda s: s.position)]
+
+
+def read_jsonl(source: str | Path | IO[str]) -> Iterator[DecisionRecord]:
+    """Yield records from a JSONL file or stream; blank lines are skipped.
+
+    A malformed line raises ``ValueError`` naming its line number.
+    """
+    if isinstance(source, str | Path):
+        with open(source, encoding="utf-8") as handle:
+            yield from read_jsonl(handle)
+        return
+    for number, line in enumerate(source, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield DecisionRecord.model_validate_json(line)
+        except ValueError as exc:
+            raise ValueError(f"decision log line {number}: {exc}") from exc
+
+
+def write_jsonl(records: Iterable[DecisionRecord], sink: IO[str]) -> int:
+    """Write records one per line; return how many were written."""
+    count = 0
+    for record in records:
+        sink.write(record.model_dump_json(exclude_none=False))
+        sink.write("\n")
+        count += 1
+    return count

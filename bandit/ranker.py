@@ -1,0 +1,197 @@
+"""The rank decision: score candidates, pace exploration, draw the slate, describe the event.
+
+``Ranker.rank`` is the whole core of ``POST /v1/policies/{policy}/rank`` without any storage:
+it scores candidates with the model (blended with the popularity prior while the model or the
+user is new), asks the exploration budget for this segment's rate, draws the slate slot by slot
+with exact probabilities under the policy's masks, and counts the spend.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bandit.budget import Clock, ExplorationBudget
+from bandit.coldstart import PopularityPrior, blend, exploration_weights, model_weight
+from bandit.decision_log import (
+    Constraints,
+    DecisionRecord,
+    ExplorationLog,
+    LoggedCandidate,
+    LoggedSlot,
+)
+from bandit.domain import Candidate, Slot
+from bandit.errors import FieldError
+from bandit.exploration import distribution
+from bandit.features import action_lines, shared_line
+from bandit.slate import SlateConstraints, sample_slate, seed_for
+from bandit.spec import ExplorationAlgorithm, PolicySpec
+from bandit.vw import VWModel
+
+
+@dataclass(frozen=True)
+class RankRequest:
+    """What the app asks for: a context, candidates and optional slate settings."""
+
+    event_id: str
+    context: Mapping[str, Any]
+    candidates: Sequence[Candidate]
+    user_id: str | None = None
+    interactions: int = 0
+    slate_size: int | None = None
+    exclude: Collection[str] = ()
+    timestamp: float | None = None
+
+
+@dataclass(frozen=True)
+class RankResult:
+    """The slate and the exploration state it was drawn under."""
+
+    request: RankRequest
+    slots: list[Slot]
+    segment: str
+    budget: float
+    rate: float
+    spent: float
+    seed: int
+    timestamp: float
+    discovery_positions: list[int] = field(default_factory=list)
+
+    def record(
+        self, spec: PolicySpec, model_version: int, *, deferred: bool = False
+    ) -> DecisionRecord:
+        """The decision-log record of this event (rewards still empty)."""
+        request = self.request
+        return DecisionRecord(
+            event_id=request.event_id,
+            policy=spec.name,
+            model_version=model_version,
+            spec_version=spec.version,
+            timestamp=self.timestamp,
+            context=dict(request.context),
+            user_id=request.user_id,
+            segment=self.segment,
+            candidates=[LoggedCandidate.of(c) for c in request.candidates],
+            slate=[
+                LoggedSlot(
+                    item_id=s.item_id,
+                    position=s.position,
+                    probability=s.probability,
+                    explored=s.explored,
+                )
+                for s in self.slots
+            ],
+            seed=self.seed,
+            exploration=ExplorationLog(
+                budget=self.budget, rate=self.rate, discovery_positions=self.discovery_positions
+            ),
+            constraints=Constraints(
+                exclude=sorted(request.exclude),
+                max_per_category=spec.diversity.max_per_category,
+                max_per_creator=spec.diversity.max_per_creator,
+            ),
+            deferred=deferred,
+            activated=not deferred,
+        )
+
+
+class Ranker:
+    """Ranks for one policy with one model, budget and popularity prior.
+
+    >>> from bandit.spec import ExplorationAlgorithm, PolicySpec
+    >>> ranker = Ranker(PolicySpec(name="demo", slate_size=2), clock=lambda: 0.0)
+    >>> result = ranker.rank(RankRequest("evt-1", {}, [Candidate("a"), Candidate("b")]))
+    >>> [slot.item_id for slot in result.slots]
+    ['a', 'b']
+    """
+
+    def __init__(
+        self,
+        spec: PolicySpec,
+        model: VWModel | None = None,
+        *,
+        budget: ExplorationBudget | None = None,
+        prior: PopularityPrior | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self.spec = spec
+        self.model = model or build_model(spec)
+        self.budget = budget or budget_for(spec, clock=clock)
+        self.prior = prior or PopularityPrior({}, spec.cold_start.popularity_smoothing)
+        self.clock = clock
+
+    def scores(self, request: RankRequest, segment: str) -> np.ndarray:
+        """Expected-reward scores of the candidates (model blended with the prior)."""
+        shared = shared_line(request.context)
+        actions = action_lines(request.candidates)
+        model_scores = self.model.score(shared, actions)
+        weight = model_weight(self.spec.cold_start, self.model.examples_learned, segment)
+        if weight >= 1.0:
+            return model_scores
+        prior_scores = self.prior.scores([c.id for c in request.candidates])
+        return blend(model_scores, prior_scores, weight)
+
+    def rank(self, request: RankRequest) -> RankResult:
+        """Draw the slate for ``request`` and count its exploration spend."""
+        candidates = request.candidates
+        if not candidates:
+            raise FieldError("candidates", "at least one candidate is required")
+        index = {c.id: i for i, c in enumerate(candidates)}
+        if len(index) != len(candidates):
+            raise FieldError("candidates", "candidate ids must be unique")
+        spec = self.spec
+        now = self.clock() if request.timestamp is None else request.timestamp
+        segment = spec.segment_for(request.interactions).name
+        size = min(request.slate_size or spec.slate_size, len(candidates))
+        target = self.budget.target(segment)
+        discovery = (
+            sorted(p for p in spec.exploration.discovery_positions if p <= size)
+            if target > 0.0
+            else []
+        )
+        rate = self.budget.rate(segment, slate_size=size, discovery_slots=len(discovery))
+        constraints = SlateConstraints(
+            excluded=frozenset(index[i] for i in request.exclude if i in index),
+            categories=[c.category for c in candidates],
+            creators=[c.creator for c in candidates],
+            max_per_category=spec.diversity.max_per_category,
+            max_per_creator=spec.diversity.max_per_creator,
+            discovery_positions=frozenset(discovery),
+        )
+        seed = seed_for(request.event_id)
+        draws = sample_slate(
+            self.scores(request, segment),
+            slate_size=size,
+            rate=rate,
+            explore=lambda s, w: distribution(spec.exploration, s, w),
+            rng=np.random.default_rng(seed),
+            constraints=constraints,
+            weights=exploration_weights(candidates, spec.cold_start.new_item, now, self.prior),
+        )
+        explored = sum(d.explored for d in draws)
+        spent = self.budget.spend(segment).share
+        self.budget.record(segment, served=len(draws), explored=explored)
+        slots = [Slot(candidates[d.index].id, d.position, d.probability, d.explored) for d in draws]
+        return RankResult(request, slots, segment, target, rate, spent, seed, now, discovery)
+
+
+def build_model(spec: PolicySpec) -> VWModel:
+    """A fresh model for ``spec`` (VW's own pmf when the policy explores with ``vw_pmf``)."""
+    explore = spec.exploration.algorithm is ExplorationAlgorithm.VW_PMF
+    return VWModel(spec.vw_args(), explore=explore)
+
+
+def budget_for(spec: PolicySpec, *, clock: Clock = time.time) -> ExplorationBudget:
+    """An in-memory exploration budget with ``spec``'s targets and window."""
+    exploration = spec.exploration
+    return ExplorationBudget(
+        spec.budgets(),
+        window_seconds=exploration.window_seconds,
+        bucket_seconds=exploration.bucket_seconds,
+        shards=exploration.shards,
+        clock=clock,
+    )

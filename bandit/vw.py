@@ -1,0 +1,158 @@
+"""The one module that touches Vowpal Wabbit.
+
+``VWModel`` speaks VW text lines in and numpy arrays out. It scores candidates with ``cb_adf``
+(score = minus the predicted cost, higher is better) or, when the policy asks for VW's own
+exploration, returns ``cb_explore_adf``'s pmf. Learning takes logged bandit feedback: the chosen
+action's label is ``cost:probability`` with cost = -reward and the probability it was shown with.
+Models serialise to bytes in a small envelope carrying a SHA-256 checksum and the learned-example
+count; the checksum covers the header and the VW bytes, so a blob with any byte changed never loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from vowpalwabbit import Workspace
+
+from bandit.errors import ModelError
+from bandit.features import labeled
+from bandit.vw_args import validate_vw_args
+
+MAGIC = b"SERENDIP-VW1\n"
+
+
+class VWModel:
+    """A contextual-bandit model over VW text examples.
+
+    >>> model = VWModel(["-q", "CI"])
+    >>> model.learn("shared |Cu a=1", ["|I id=x", "|I id=y"], chosen=0, reward=1.0, probability=0.5)
+    >>> float(model.score("shared |Cu a=1", ["|I id=x", "|I id=y"]).argmax())
+    0.0
+    """
+
+    def __init__(
+        self,
+        args: Sequence[str] = (),
+        *,
+        explore: bool = False,
+        _workspace: Workspace | None = None,
+        _meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.args = validate_vw_args(args)
+        self.explore = explore
+        meta = _meta or {}
+        self.examples_learned: int = int(meta.get("examples_learned", 0))
+        self.events_learned: int = int(meta.get("events_learned", 0))
+        if _workspace is None:
+            reduction = "--cb_explore_adf" if explore else "--cb_adf"
+            _workspace = Workspace(arg_list=[reduction, "--quiet", *self.args])
+        self._vw = _workspace
+
+    def score(self, shared: str, actions: Sequence[str]) -> np.ndarray:
+        """Scores of ``actions`` in order: minus predicted cost, or VW's pmf when exploring."""
+        if not actions:
+            return np.zeros(0)
+        prediction = self._vw.predict([shared, *actions])
+        values = np.asarray(prediction, dtype=np.float64)
+        return values if self.explore else -values
+
+    def learn(
+        self,
+        shared: str,
+        actions: Sequence[str],
+        *,
+        chosen: int,
+        reward: float,
+        probability: float,
+    ) -> None:
+        """Learn one logged slot: ``actions[chosen]`` was shown with ``probability``."""
+        if not 0.0 < probability <= 1.0:
+            raise ValueError(f"probability must be in (0, 1], got {probability}")
+        lines = [shared, *actions]
+        lines[chosen + 1] = labeled(actions[chosen], -float(reward), float(probability))
+        self._vw.learn(lines)
+        self.examples_learned += 1
+
+    def mark_event_learned(self) -> None:
+        """Count one closed event as learned (its slots were passed to ``learn``)."""
+        self.events_learned += 1
+
+    def to_bytes(self) -> bytes:
+        """Serialise the model (weights and learner state) with a checksum envelope."""
+        fd, path = tempfile.mkstemp(prefix="serendip-", suffix=".vw")
+        os.close(fd)
+        try:
+            self._vw.save(path)
+            with open(path, "rb") as handle:
+                blob = handle.read()
+        finally:
+            os.unlink(path)
+        header: dict[str, Any] = {
+            "args": self.args,
+            "explore": self.explore,
+            "examples_learned": self.examples_learned,
+            "events_learned": self.events_learned,
+            "size": len(blob),
+        }
+        header["sha256"] = _checksum(header, blob)
+        return MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + blob
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> VWModel:
+        """Load a model written by ``to_bytes``; raise ``ModelError`` if it is not intact."""
+        header, blob = read_envelope(data)
+        fd, path = tempfile.mkstemp(prefix="serendip-", suffix=".vw")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(blob)
+            reduction = "--cb_explore_adf" if header["explore"] else "--cb_adf"
+            try:
+                workspace = Workspace(arg_list=["--quiet", "-i", path])
+            except Exception as exc:  # VW raises RuntimeError("Bad model format.") and the like
+                raise ModelError(f"VW cannot load the model: {exc}") from exc
+            if reduction not in workspace.get_arguments():
+                raise ModelError(f"model was not trained with {reduction}")
+        finally:
+            os.unlink(path)
+        return cls(
+            header["args"], explore=bool(header["explore"]), _workspace=workspace, _meta=header
+        )
+
+    def close(self) -> None:
+        """Release VW's native resources."""
+        self._vw.finish()
+
+
+def _checksum(header: dict[str, Any], blob: bytes) -> str:
+    """SHA-256 over the header (all fields but ``sha256``, canonical JSON) and the VW bytes."""
+    fields = {key: value for key, value in header.items() if key != "sha256"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode() + b"\n" + blob).hexdigest()
+
+
+def read_envelope(data: bytes) -> tuple[dict[str, Any], bytes]:
+    """Split a model blob into its header and VW bytes, verifying the checksum."""
+    if not data.startswith(MAGIC):
+        raise ModelError("not a serendip model blob")
+    newline = data.find(b"\n", len(MAGIC))
+    if newline < 0:
+        raise ModelError("model header is truncated")
+    raw = data[len(MAGIC) : newline]
+    try:
+        header = json.loads(raw)
+    except ValueError as exc:
+        raise ModelError("model header is not valid JSON") from exc
+    # Only the exact bytes ``to_bytes`` writes are accepted, so the checksum covers every byte.
+    if not isinstance(header, dict) or json.dumps(header, sort_keys=True).encode() != raw:
+        raise ModelError("model header is not in canonical form")
+    blob = data[newline + 1 :]
+    if len(blob) != header.get("size") or _checksum(header, blob) != header.get("sha256"):
+        raise ModelError("model blob failed its checksum")
+    if not isinstance(header.get("args"), list) or not isinstance(header.get("explore"), bool):
+        raise ModelError("model header lacks args or explore")
+    return header, blob

@@ -1,0 +1,109 @@
+"""Core speed: rank latency at (candidates, slots) and learning throughput, core only."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from bandit.decision_log import LoggedReward
+from bandit.learning import learn_record
+from bandit.ranker import Ranker, RankRequest
+from bandit.simulation import Population
+from bandit.spec import parse_spec
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ms = np.asarray(samples) * 1e3
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+    }
+
+
+def rank_latency(
+    candidates: int = 100, slots: int = 10, warmup: int = 1_000, calls: int = 3_000, seed: int = 5
+) -> dict[str, Any]:
+    """Latency of ``Ranker.rank`` on a model trained on ``warmup`` events.
+
+    Also times building the decision record, which the stack does after ranking.
+    """
+    population = Population(seed=seed, candidates=candidates)
+    spec = parse_spec(
+        {
+            "name": "bench",
+            "slate_size": slots,
+            "exploration": {"budget": 0.1},
+            "diversity": {"max_per_category": 3},
+        }
+    )
+    ranker = Ranker(spec, clock=lambda: population.now)
+    rng = np.random.default_rng(seed)
+    for t in range(warmup):
+        request = population.next_request()
+        result = ranker.rank(
+            RankRequest(f"w{t}", request.context, request.candidates, request.user_id)
+        )
+        ids = [s.item_id for s in result.slots]
+        clicks = population.clicks(request.user_id, ids, rng)
+        rewards = [
+            LoggedReward(item_id=i, type="click", timestamp=population.now + 1)
+            for i, c in zip(ids, clicks, strict=True)
+            if c
+        ]
+        record = result.record(spec, 0).model_copy(update={"rewards": rewards})
+        learn_record(ranker.model, record, spec)
+    requests = [population.next_request() for _ in range(calls)]
+    rank_times: list[float] = []
+    record_times: list[float] = []
+    for t, request in enumerate(requests):
+        rank_request = RankRequest(f"b{t}", request.context, request.candidates, request.user_id)
+        started = time.perf_counter()
+        result = ranker.rank(rank_request)
+        ranked = time.perf_counter()
+        result.record(spec, 1)
+        record_times.append(time.perf_counter() - ranked)
+        rank_times.append(ranked - started)
+    return {
+        "candidates": candidates,
+        "slots": slots,
+        "calls": calls,
+        "rank": _percentiles(rank_times),
+        "record": _percentiles(record_times),
+    }
+
+
+def learning_throughput(events: int = 3_000, seed: int = 9) -> dict[str, Any]:
+    """Slot examples and events learned per second from closed decision records."""
+    population = Population(seed=seed, candidates=50)
+    spec = parse_spec({"name": "bench", "slate_size": 5, "exploration": {"budget": 0.1}})
+    ranker = Ranker(spec, clock=lambda: population.now)
+    rng = np.random.default_rng(seed)
+    records = []
+    for t in range(events):
+        request = population.next_request()
+        result = ranker.rank(
+            RankRequest(f"l{t}", request.context, request.candidates, request.user_id)
+        )
+        ids = [s.item_id for s in result.slots]
+        clicks = population.clicks(request.user_id, ids, rng)
+        rewards = [
+            LoggedReward(item_id=i, type="click", timestamp=population.now + 1)
+            for i, c in zip(ids, clicks, strict=True)
+            if c
+        ]
+        records.append(result.record(spec, 0).model_copy(update={"rewards": rewards}))
+    model = ranker.model
+    started = time.perf_counter()
+    slot_examples = sum(learn_record(model, record, spec) for record in records)
+    elapsed = time.perf_counter() - started
+    return {
+        "events": events,
+        "slot_examples": slot_examples,
+        "seconds": elapsed,
+        "events_per_second": events / elapsed,
+        "slot_examples_per_second": slot_examples / elapsed,
+    }

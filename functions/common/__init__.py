@@ -1,0 +1,1 @@
+"""Code shared by the Lambda functions; the only part of Serendip that talks to AWS."""

@@ -1,0 +1,68 @@
+"""Settings read from the environment, lazily and once, so tests can set it up first.
+
+Nothing here runs at import time: ``settings()`` reads the environment on first call and caches
+the result; ``reset_settings()`` forgets it (tests pointing at a fresh moto).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Names of the stack's resources and service-wide limits."""
+
+    region: str
+    decisions_table: str
+    policies_table: str
+    models_table: str
+    items_table: str
+    users_table: str
+    counters_table: str
+    keys_table: str
+    idempotency_table: str
+    model_bucket: str
+    reward_queue_url: str
+    policies_dir: Path
+    model_cache_seconds: float
+    inline_model_bytes: int
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, default)
+    return value if value else default
+
+
+@cache
+def settings() -> Settings:
+    """The settings of this process (read from the environment on first call).
+
+    >>> settings() is settings()
+    True
+    """
+    root = Path(__file__).resolve().parents[2]
+    return Settings(
+        region=_env("AWS_REGION", _env("AWS_DEFAULT_REGION", "us-east-1")),
+        decisions_table=_env("DECISIONS_TABLE", "serendip-decisions"),
+        policies_table=_env("POLICIES_TABLE", "serendip-policies"),
+        models_table=_env("MODELS_TABLE", "serendip-models"),
+        items_table=_env("ITEMS_TABLE", "serendip-items"),
+        users_table=_env("USERS_TABLE", "serendip-users"),
+        counters_table=_env("COUNTERS_TABLE", "serendip-counters"),
+        keys_table=_env("KEYS_TABLE", "serendip-keys"),
+        idempotency_table=_env("IDEMPOTENCY_TABLE", "serendip-idempotency"),
+        model_bucket=_env("MODEL_BUCKET", "serendip-models"),
+        reward_queue_url=_env("REWARD_QUEUE_URL", ""),
+        policies_dir=Path(_env("POLICIES_DIR", str(root / "policies"))),
+        model_cache_seconds=float(_env("MODEL_CACHE_SECONDS", "5")),
+        inline_model_bytes=int(_env("INLINE_MODEL_BYTES", str(350 * 1024))),
+    )
+
+
+def reset_settings() -> None:
+    """Forget cached settings (the next ``settings()`` reads the environment again)."""
+    settings.cache_clear()

@@ -1,0 +1,1 @@
+"""The embedded stack and the ``serendip`` command line."""
