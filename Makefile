@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The functions of template.yaml; `sam build` runs `make build-<LogicalId>` for each of them.
+FUNCTION_BUILDS := build-RankFunction build-RewardsFunction build-LearnFunction \
+	build-SweepFunction build-AdminFunction
 
-.PHONY: demo test lint unit bench setup clean
+.PHONY: demo test lint unit bench setup clean build $(FUNCTION_BUILDS)
 
 demo: $(STAMP)
 	$(BIN)/serendip demo
@@ -16,6 +19,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/python -m local.resources --check
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
@@ -34,3 +39,18 @@ $(STAMP): pyproject.toml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# Lambda packages: needs the AWS SAM CLI and python3.12 on PATH (not installed by setup).
+# --build-in-source runs the makefile builds below in this checkout, not in a copy of it (.venv!).
+build:
+	@command -v sam >/dev/null || { echo "make build needs the AWS SAM CLI (sam) on PATH" >&2; exit 1; }
+	@command -v python3.12 >/dev/null || { echo "make build needs python3.12 on PATH" >&2; exit 1; }
+	sam build --build-in-source
+
+# Called by `sam build` (Metadata: BuildMethod: makefile) with ARTIFACTS_DIR set: every function
+# gets the same small package, only our code; third-party packages come from DependenciesLayer.
+$(FUNCTION_BUILDS):
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (sam build sets it)" >&2; exit 1; }
+	mkdir -p "$(ARTIFACTS_DIR)"
+	tar --exclude=__pycache__ --exclude='*.pyc' -cf - bandit functions policies \
+		| tar -xf - -C "$(ARTIFACTS_DIR)"

@@ -1,0 +1,83 @@
+"""Admin API: policies, model versions and rollback, the item catalog, health, OpenAPI."""
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.admin.openapi import openapi_document
+from functions.common import admin_service
+from functions.common.api import handle, principal_of
+from functions.common.api_models import ItemsBody, RollbackBody
+from functions.common.http import install_error_handlers
+from functions.common.observability import logger, metrics, tracer
+
+router = APIGatewayRouter()
+app = APIGatewayRestResolver(enable_validation=True)
+install_error_handlers(app)
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response[dict[str, Any]]:
+    return Response(status, content_types.APPLICATION_JSON, body)
+
+
+@router.get("/v1/health", summary="Liveness (no authentication)", tags=["admin"])
+def health() -> Response[dict[str, Any]]:
+    """Always 200 while the function runs."""
+    return _json({"status": "ok"})
+
+
+@router.get("/v1/openapi.json", summary="This API's OpenAPI document", tags=["admin"])
+def openapi() -> Response[dict[str, Any]]:
+    """The OpenAPI 3 document of every route."""
+    return _json(openapi_document())
+
+
+@router.get("/v1/policies", summary="List policies", tags=["policies"])
+def list_policies() -> Response[dict[str, Any]]:
+    """The tenant's policies with their specs and model heads."""
+    return _json(admin_service.list_policies(principal_of(app)))
+
+
+@router.get("/v1/policies/<policy>", summary="Get a policy", tags=["policies"])
+def get_policy(policy: str) -> Response[dict[str, Any]]:
+    """One policy (404 if unknown, also for another tenant's)."""
+    return _json(admin_service.get_policy(principal_of(app), policy))
+
+
+@router.put("/v1/policies/<policy>", summary="Create or replace a policy", tags=["policies"])
+def put_policy(policy: str, body: Annotated[dict[str, Any], Body()]) -> Response[dict[str, Any]]:
+    """Validate and store a policy spec (scope ``admin``)."""
+    return _json(admin_service.put_policy(principal_of(app), policy, body))
+
+
+@router.get("/v1/policies/<policy>/models", summary="List model versions", tags=["models"])
+def list_models(policy: str) -> Response[dict[str, Any]]:
+    """Kept model versions, newest first."""
+    return _json(admin_service.list_models(principal_of(app), policy))
+
+
+@router.post("/v1/policies/<policy>/rollback", summary="Roll back the model", tags=["models"])
+def rollback(policy: str, body: Annotated[RollbackBody, Body()]) -> Response[dict[str, Any]]:
+    """Make a kept version the head again (scope ``admin``)."""
+    return _json(admin_service.rollback(principal_of(app), policy, body.version))
+
+
+@router.put("/v1/items", summary="Upsert catalog items", tags=["items"])
+def put_items(body: Annotated[ItemsBody, Body()]) -> Response[dict[str, Any]]:
+    """Create or replace up to 500 items (scope ``admin``)."""
+    return _json(admin_service.upsert_items(principal_of(app), body))
+
+
+# Routes are copied when included, so include them after they are all defined.
+app.include_router(router)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Lambda entry point."""
+    return handle(app, event, context)

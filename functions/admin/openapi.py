@@ -1,0 +1,97 @@
+"""The OpenAPI document of the whole API, from the routes of every function.
+
+``python -m functions.admin.openapi > docs/openapi.json`` regenerates the committed copy.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+from functions.common.api_models import ErrorResponse, RankResponse, RewardIn, RewardsBody
+
+TITLE = "Serendip"
+VERSION = "1.0.0"
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """Every route of the rank, rewards and admin functions, with auth and error schemas."""
+    from functions.admin import app as admin
+    from functions.rank import app as rank
+    from functions.rewards import app as rewards
+
+    resolver = APIGatewayRestResolver(enable_validation=True)
+    for module in (rank, rewards, admin):
+        resolver.include_router(module.router)
+    document: dict[str, Any] = json.loads(
+        resolver.get_openapi_json_schema(
+            title=TITLE,
+            version=VERSION,
+            summary="Contextual-bandit explore service for recommendations",
+        )
+    )
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    for model in (ErrorResponse, RankResponse, RewardIn, RewardsBody):
+        schemas[model.__name__] = model.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        schemas.update(schemas[model.__name__].pop("$defs", {}))
+    components["securitySchemes"] = {
+        "ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+        "WebhookSignature": {"type": "apiKey", "in": "header", "name": "x-serendip-signature"},
+    }
+    document["security"] = [{"ApiKey": []}]
+    paths = document.get("paths", {})
+    for path in ("/v1/health", "/v1/openapi.json"):
+        for operation in paths.get(path, {}).values():
+            operation["security"] = []
+    reward_post = paths.get("/v1/rewards", {}).get("post", {})
+    reward_post["security"] = [{"ApiKey": [], "WebhookSignature": []}]
+    reward_post["requestBody"] = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/RewardIn"},
+                        {"$ref": "#/components/schemas/RewardsBody"},
+                    ]
+                }
+            }
+        },
+    }
+    rank_post = paths.get("/v1/policies/{policy}/rank", {}).get("post", {})
+    rank_post.setdefault("responses", {})["200"] = {
+        "description": "The slate",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RankResponse"}}},
+    }
+    error = {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    }
+    for methods in paths.values():
+        for operation in methods.values():
+            responses = operation.setdefault("responses", {})
+            for status, description in (
+                ("400", "Malformed body"),
+                ("401", "Missing or wrong API key or signature"),
+                ("403", "Missing scope"),
+                ("404", "Unknown resource"),
+                ("413", "Body too large"),
+                ("422", "Invalid field"),
+            ):
+                responses.setdefault(status, {"description": description, **error})
+    return document
+
+
+def main() -> None:
+    """Print the document (to regenerate ``docs/openapi.json``)."""
+    print(json.dumps(openapi_document(), indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Counters in DynamoDB without hot keys: exploration-budget spend and item popularity.
+
+Budget cells are keyed ``tenant#policy#budget#segment#shard`` with the time bucket as sort key;
+a writer adds to one random shard, a reader queries every shard over the window's buckets.
+Readers cache the window's totals for a few seconds and add their own writes on top, so the
+rank path does not query on every request. Popularity cells are keyed by item
+(``tenant#policy#pop#<shard of item>``, sort key the item id), updated by the learner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pynamodb.exceptions import PynamoDBException
+
+from bandit.budget import BudgetKey, Spend
+from bandit.coldstart import ItemStats
+from functions.common.errors import StorageError
+from functions.common.observability import logger, metrics
+from functions.common.tables import CounterItem, bind
+
+POPULARITY_SHARDS = 16
+BUCKET_DIGITS = 12
+COUNTER_RETENTION_SECONDS = 7 * 86400
+
+
+def _bucket(bucket: int) -> str:
+    return str(bucket).zfill(BUCKET_DIGITS)
+
+
+@dataclass
+class DynamoLedger:
+    """A ``bandit.budget.BudgetLedger`` on the counters table, with a short read cache."""
+
+    tenant: str
+    policy: str
+    shards: int
+    bucket_seconds: int
+    refresh_seconds: float = 5.0
+    clock: Callable[[], float] = time.monotonic
+    _cache: dict[tuple[str, tuple[int, ...]], tuple[float, Spend]] = field(default_factory=dict)
+    _pending: dict[str, list[int]] = field(default_factory=dict)
+
+    def _pk(self, segment: str, shard: int) -> str:
+        return f"{self.tenant}#{self.policy}#budget#{segment}#{shard}"
+
+    def add(self, key: BudgetKey, served: int, explored: int) -> None:
+        """Add one slate's spend to a shard cell (and to the local view of the window)."""
+        bind()
+        bucket_start = key.bucket * self.bucket_seconds
+        try:
+            CounterItem(self._pk(key.segment, key.shard), _bucket(key.bucket)).update(
+                actions=[
+                    CounterItem.served.add(served),
+                    CounterItem.explored.add(explored),
+                    CounterItem.expires_at.set(
+                        datetime.fromtimestamp(bucket_start + COUNTER_RETENTION_SECONDS, UTC)
+                    ),
+                ]
+            )
+        except PynamoDBException as exc:
+            # Pacing tolerates a lost cell: keep counting locally and say so.
+            logger.warning("budget spend not stored", extra={"error": exc.msg})
+            metrics.add_metric(name="BudgetWritesFailed", unit="Count", value=1)
+        pending = self._pending.setdefault(key.segment, [0, 0])
+        pending[0] += served
+        pending[1] += explored
+
+    def total(self, segment: str, buckets: Iterable[int]) -> Spend:
+        """The segment's spend over ``buckets``: cached totals plus writes since the refresh."""
+        window = tuple(buckets)
+        now = self.clock()
+        cached = self._cache.get((segment, window[:1]))
+        if cached is None or now - cached[0] > self.refresh_seconds:
+            try:
+                cached = (now, self._query(segment, window))
+            except StorageError as exc:
+                logger.warning("budget spend unavailable", extra={"error": exc.detail})
+                stale = cached[1] if cached else Spend()
+                pending = self._pending.get(segment, [0, 0])
+                return Spend(stale.served + pending[0], stale.explored + pending[1])
+            self._cache = {(segment, window[:1]): cached} | {
+                k: v for k, v in self._cache.items() if k[0] != segment
+            }
+            self._pending.pop(segment, None)
+        pending = self._pending.get(segment, [0, 0])
+        return Spend(cached[1].served + pending[0], cached[1].explored + pending[1])
+
+    def _query(self, segment: str, window: tuple[int, ...]) -> Spend:
+        if not window:
+            return Spend()
+        bind()
+        served = explored = 0
+        low, high = _bucket(window[0]), _bucket(window[-1])
+        try:
+            for shard in range(self.shards):
+                for cell in CounterItem.query(
+                    self._pk(segment, shard), CounterItem.sk.between(low, high)
+                ):
+                    served += int(cell.served)
+                    explored += int(cell.explored)
+        except PynamoDBException as exc:
+            raise StorageError(f"budget counters unavailable: {exc.msg}") from exc
+        return Spend(served, explored)
+
+
+def _popularity_pk(tenant: str, policy: str, item_id: str) -> str:
+    shard = int(hashlib.blake2b(item_id.encode(), digest_size=2).hexdigest(), 16)
+    return f"{tenant}#{policy}#pop#{shard % POPULARITY_SHARDS}"
+
+
+def add_popularity(tenant: str, policy: str, outcomes: Mapping[str, tuple[int, float]]) -> None:
+    """Add (impressions, reward) per item, one update per item."""
+    bind()
+    try:
+        for item_id, (impressions, reward) in outcomes.items():
+            CounterItem(_popularity_pk(tenant, policy, item_id), item_id).update(
+                actions=[
+                    CounterItem.impressions.add(impressions),
+                    CounterItem.reward.add(reward),
+                ]
+            )
+    except PynamoDBException as exc:
+        raise StorageError(f"popularity counters unavailable: {exc.msg}") from exc
+
+
+def popularity(tenant: str, policy: str, item_ids: Iterable[str]) -> dict[str, ItemStats]:
+    """Impressions and reward of the given items (unknown items are left out)."""
+    bind()
+    keys = [(_popularity_pk(tenant, policy, item_id), item_id) for item_id in set(item_ids)]
+    try:
+        return {
+            cell.sk: ItemStats(float(cell.impressions), float(cell.reward))
+            for cell in CounterItem.batch_get(keys)
+        }
+    except PynamoDBException as exc:
+        raise StorageError(f"popularity counters unavailable: {exc.msg}") from exc

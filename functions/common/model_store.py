@@ -1,0 +1,237 @@
+"""Versioned models: inline zlib blobs up to the inline limit, S3 objects beyond it.
+
+Saving writes a new immutable version and flips the policy's head in one DynamoDB transaction
+that is conditional on the head still being the version the learner started from, and on every
+event it learned still being open. So a lost race never loses another learner's update and no
+event is learned twice: the loser reloads and retries. The last ``KEEP_VERSIONS`` are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from bandit.errors import ModelError
+from bandit.vw import VWModel
+from functions.common.aws import s3
+from functions.common.errors import NotFoundError, StorageError
+from functions.common.observability import logger
+from functions.common.settings import settings
+from functions.common.tables import DecisionItem, ModelVersionItem, PolicyItem, bind
+
+KEEP_VERSIONS = 20
+
+
+class HeadMovedError(Exception):
+    """Another learner saved first: reload the head and learn again."""
+
+
+class AlreadyLearnedError(Exception):
+    """Some of the events were learned by someone else meanwhile."""
+
+    def __init__(self, event_keys: Sequence[str]) -> None:
+        super().__init__(f"{len(event_keys)} events were already learned")
+        self.event_keys = list(event_keys)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    """What the models endpoint lists for one version."""
+
+    version: int
+    size: int
+    stored_in: str
+    created_at: float
+    examples_learned: int
+    events_learned: int
+    rolled_back_from: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "version": self.version,
+            "size": self.size,
+            "stored_in": self.stored_in,
+            "created_at": self.created_at,
+            "examples_learned": self.examples_learned,
+            "events_learned": self.events_learned,
+            "rolled_back_from": self.rolled_back_from,
+        }
+
+
+def model_key(tenant: str, policy: str) -> str:
+    """Partition key of a policy's model versions."""
+    return f"{tenant}#{policy}"
+
+
+def _decode(item: ModelVersionItem) -> VWModel:
+    if item.blob is not None:
+        compressed = bytes(item.blob)
+    elif item.s3_key:
+        try:
+            response = s3().get_object(Bucket=settings().model_bucket, Key=item.s3_key)
+            compressed = response["Body"].read()
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"model object unavailable: {exc}") from exc
+    else:
+        raise ModelError(f"model version {item.version} has no blob")
+    if hashlib.sha256(compressed).hexdigest() != item.sha256:
+        raise ModelError(f"model version {item.version} failed its checksum")
+    try:
+        return VWModel.from_bytes(zlib.decompress(compressed))
+    except zlib.error as exc:
+        raise ModelError(f"model version {item.version} is not valid zlib") from exc
+
+
+def load(tenant: str, policy: str, version: int) -> VWModel:
+    """Load one stored version; raise ``ModelError`` if it fails its checksum."""
+    bind()
+    try:
+        item = ModelVersionItem.get(model_key(tenant, policy), version)
+    except DoesNotExist as exc:
+        raise NotFoundError(f"model version {version} of policy '{policy}' not found") from exc
+    except PynamoDBException as exc:
+        raise StorageError(f"model store unavailable: {exc.msg}") from exc
+    return _decode(item)
+
+
+def _stage(tenant: str, policy: str, version: int, compressed: bytes) -> ModelVersionItem:
+    item = ModelVersionItem(
+        model_key(tenant, policy),
+        version,
+        sha256=hashlib.sha256(compressed).hexdigest(),
+        size=len(compressed),
+        created_at=time.time(),
+    )
+    if len(compressed) <= settings().inline_model_bytes:
+        item.blob = compressed
+    else:
+        key = f"models/{tenant}/{policy}/{version:08d}-{uuid.uuid4().hex}.vw.z"
+        try:
+            s3().put_object(Bucket=settings().model_bucket, Key=key, Body=compressed)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"model bucket unavailable: {exc}") from exc
+        item.s3_key = key
+    return item
+
+
+def _discard_object(item: ModelVersionItem) -> None:
+    if item.s3_key:
+        try:
+            s3().delete_object(Bucket=settings().model_bucket, Key=item.s3_key)
+        except (BotoCoreError, ClientError):
+            logger.warning("could not delete staged model object", extra={"key": item.s3_key})
+
+
+def save(
+    tenant: str,
+    policy: str,
+    model: VWModel,
+    *,
+    expected_head: int,
+    learned_events: Sequence[str] = (),
+    rolled_back_from: int | None = None,
+) -> int:
+    """Store ``model`` as version ``expected_head + 1`` and mark ``learned_events`` learned.
+
+    Raises ``HeadMovedError`` if the head is no longer ``expected_head`` and
+    ``AlreadyLearnedError`` if any event was learned meanwhile; nothing is changed then.
+    """
+    bind()
+    version = expected_head + 1
+    item = _stage(tenant, policy, version, zlib.compress(model.to_bytes(), 6))
+    item.examples_learned = model.examples_learned
+    item.events_learned = model.events_learned
+    item.rolled_back_from = rolled_back_from
+    try:
+        with TransactWrite(connection=Connection(region=settings().region)) as transaction:
+            transaction.save(item, condition=ModelVersionItem.version.does_not_exist())
+            transaction.update(
+                PolicyItem(tenant, policy),
+                actions=[PolicyItem.head_version.set(version)],
+                condition=PolicyItem.head_version == expected_head,
+            )
+            for key in learned_events:
+                transaction.update(
+                    DecisionItem(key),
+                    actions=[
+                        DecisionItem.status.set("learned"),
+                        DecisionItem.learned_version.set(version),
+                        DecisionItem.open_shard.remove(),
+                        DecisionItem.closes_at.remove(),
+                    ],
+                    condition=DecisionItem.status == "open",
+                )
+    except TransactWriteError as exc:
+        _discard_object(item)
+        reasons = exc.cancellation_reasons or []
+        codes = [reason.code if reason else None for reason in reasons]
+        learned = [
+            key
+            for key, code in zip(learned_events, codes[2:], strict=False)
+            if code == "ConditionalCheckFailed"
+        ]
+        if learned:
+            raise AlreadyLearnedError(learned) from exc
+        if "ConditionalCheckFailed" in codes[:2] or "TransactionConflict" in codes:
+            raise HeadMovedError(f"head of '{policy}' moved past {expected_head}") from exc
+        raise StorageError(f"model save failed: {exc.msg}") from exc
+    except PynamoDBException as exc:
+        _discard_object(item)
+        raise StorageError(f"model save failed: {exc.msg}") from exc
+    _prune(tenant, policy, version)
+    return version
+
+
+def _prune(tenant: str, policy: str, head: int) -> None:
+    """Delete versions older than the last ``KEEP_VERSIONS`` (best effort)."""
+    oldest_kept = head - KEEP_VERSIONS + 1
+    if oldest_kept <= 1:
+        return
+    try:
+        for item in ModelVersionItem.query(
+            model_key(tenant, policy), ModelVersionItem.version < oldest_kept
+        ):
+            _discard_object(item)
+            item.delete()
+    except PynamoDBException as exc:
+        logger.warning("model pruning failed", extra={"policy": policy, "error": exc.msg})
+
+
+def versions(tenant: str, policy: str) -> list[VersionInfo]:
+    """Kept versions, newest first."""
+    bind()
+    try:
+        items = ModelVersionItem.query(model_key(tenant, policy), scan_index_forward=False)
+        return [
+            VersionInfo(
+                version=int(item.version),
+                size=int(item.size),
+                stored_in="s3" if item.s3_key else "inline",
+                created_at=float(item.created_at),
+                examples_learned=int(item.examples_learned),
+                events_learned=int(item.events_learned),
+                rolled_back_from=None
+                if item.rolled_back_from is None
+                else int(item.rolled_back_from),
+            )
+            for item in items
+        ]
+    except PynamoDBException as exc:
+        raise StorageError(f"model store unavailable: {exc.msg}") from exc
+
+
+def rollback(tenant: str, policy: str, version: int, head: int) -> int:
+    """Make a copy of kept ``version`` the new head (so history stays linear)."""
+    model = load(tenant, policy, version)
+    return save(tenant, policy, model, expected_head=head, rolled_back_from=version)

@@ -1,0 +1,169 @@
+"""The rank use case: policy + cached model + budget state -> slate -> decision record.
+
+If storage fails after the slate is drawn, the slate is still served with ``logged: false``;
+if the head model cannot be loaded, the last good model serves and ``degraded`` is true.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from bandit.budget import ExplorationBudget
+from bandit.coldstart import PopularityPrior, model_weight
+from bandit.domain import Candidate
+from bandit.ranker import Ranker, RankRequest
+from bandit.spec import PolicySpec
+from functions.common import catalog, counters, decision_store, policy_store, users
+from functions.common.api_models import CandidateIn, RankBody
+from functions.common.counters import DynamoLedger
+from functions.common.errors import StorageError
+from functions.common.model_cache import ModelCache
+from functions.common.observability import logger, metrics
+from functions.common.settings import settings
+
+
+class RankService:
+    """Ranks for every tenant and policy this process serves, with per-policy caches."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.models = ModelCache()
+        self._policies: dict[tuple[str, str], tuple[float, policy_store.StoredPolicy]] = {}
+        self._budgets: dict[tuple[str, str, int], ExplorationBudget] = {}
+
+    def _policy(self, tenant: str, name: str) -> policy_store.StoredPolicy:
+        key = (tenant, name)
+        cached = self._policies.get(key)
+        now = time.monotonic()
+        if cached and now - cached[0] < settings().model_cache_seconds:
+            return cached[1]
+        try:
+            stored = policy_store.get(tenant, name)
+        except StorageError:
+            if cached is None:
+                raise
+            logger.warning("policy store unavailable; using cached policy", extra={"policy": name})
+            return cached[1]
+        self._policies[key] = (now, stored)
+        return stored
+
+    def _budget(self, tenant: str, stored: policy_store.StoredPolicy) -> ExplorationBudget:
+        spec = stored.spec
+        key = (tenant, spec.name, stored.spec_version)
+        budget = self._budgets.get(key)
+        if budget is None:
+            exploration = spec.exploration
+            ledger = DynamoLedger(tenant, spec.name, exploration.shards, exploration.bucket_seconds)
+            budget = ExplorationBudget(
+                spec.budgets(),
+                window_seconds=exploration.window_seconds,
+                bucket_seconds=exploration.bucket_seconds,
+                shards=exploration.shards,
+                ledger=ledger,
+                clock=self.clock,
+            )
+            self._budgets[key] = budget
+        return budget
+
+    def rank(self, tenant: str, policy: str, body: RankBody) -> dict[str, Any]:
+        """Draw a slate and log the decision; returns the response body."""
+        stored = self._policy(tenant, policy)
+        spec = stored.spec
+        cached, degraded = self.models.get(tenant, policy, spec, stored.head_version)
+        candidates = self._candidates(tenant, body)
+        interactions = users.interactions(tenant, body.user_id)
+        segment = spec.segment_for(interactions).name
+        prior = self._prior(tenant, spec, cached.model.examples_learned, segment, candidates)
+        ranker = Ranker(
+            spec, cached.model, budget=self._budget(tenant, stored), prior=prior, clock=self.clock
+        )
+        now = self.clock()
+        result = ranker.rank(
+            RankRequest(
+                event_id=f"evt_{uuid.uuid4().hex}",
+                context=body.context,
+                candidates=candidates,
+                user_id=body.user_id,
+                interactions=interactions,
+                slate_size=body.slate_size,
+                exclude=body.exclude,
+                timestamp=now,
+            )
+        )
+        record = result.record(spec, cached.version, deferred=body.defer_activation)
+        logged = True
+        try:
+            decision_store.put(tenant, record, wait_seconds=spec.rewards.wait_seconds)
+        except StorageError as exc:
+            logged = False
+            logger.error("decision not logged", extra={"policy": policy, "error": exc.detail})
+            metrics.add_metric(name="DecisionsNotLogged", unit="Count", value=1)
+        metrics.add_metric(name="Ranks", unit="Count", value=1)
+        metrics.add_metric(
+            name="ExploredSlots", unit="Count", value=sum(s.explored for s in result.slots)
+        )
+        return {
+            "event_id": result.request.event_id,
+            "policy": policy,
+            "model_version": cached.version,
+            "slate": [
+                {
+                    "id": slot.item_id,
+                    "position": slot.position,
+                    "probability": slot.probability,
+                    "explored": slot.explored,
+                }
+                for slot in result.slots
+            ],
+            "exploration": {
+                "segment": result.segment,
+                "budget": result.budget,
+                "spent": result.spent,
+                "rate": result.rate,
+            },
+            "logged": logged,
+            "degraded": degraded,
+        }
+
+    @staticmethod
+    def _candidates(tenant: str, body: RankBody) -> list[Candidate]:
+        by_reference = [(i, c) for i, c in enumerate(body.candidates) if isinstance(c, str)]
+        found = catalog.resolve(tenant, by_reference)
+        out: list[Candidate] = []
+        for candidate in body.candidates:
+            if isinstance(candidate, CandidateIn):
+                out.append(
+                    Candidate(
+                        candidate.id,
+                        candidate.features,
+                        candidate.category,
+                        candidate.creator,
+                        candidate.created_at,
+                    )
+                )
+            else:
+                out.append(found[candidate])
+        return out
+
+    @staticmethod
+    def _prior(
+        tenant: str,
+        spec: PolicySpec,
+        examples_learned: int,
+        segment: str,
+        candidates: list[Candidate],
+    ) -> PopularityPrior:
+        smoothing = spec.cold_start.popularity_smoothing
+        needs_prior = model_weight(spec.cold_start, examples_learned, segment) < 1.0
+        needs_impressions = spec.cold_start.new_item.boost > 1.0
+        if not (needs_prior or needs_impressions):
+            return PopularityPrior({}, smoothing)
+        try:
+            stats = counters.popularity(tenant, spec.name, [c.id for c in candidates])
+        except StorageError as exc:
+            logger.warning("popularity unavailable", extra={"error": exc.detail})
+            stats = {}
+        return PopularityPrior(stats, smoothing)

@@ -1,0 +1,203 @@
+"""pynamodb models of the stack's DynamoDB tables (their definitions live in ``template.yaml``).
+
+Table names come from the settings on first use (``bind()``), never at import, so tests and the
+local stack can point everything at moto first. All keys start with the tenant.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pynamodb.attributes import (
+    BinaryAttribute,
+    BooleanAttribute,
+    ListAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+from functions.common.settings import settings
+
+UNBOUND = "unbound"
+
+
+class PolicyItem(Model):
+    """A tenant's policy: its spec and the head of its model versions."""
+
+    class Meta:
+        table_name = UNBOUND
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant
+    sk = UnicodeAttribute(range_key=True)  # policy name
+    spec = UnicodeAttribute()  # PolicySpec as JSON
+    spec_version = NumberAttribute(default=1)
+    head_version = NumberAttribute(default=0)
+    updated_at = NumberAttribute(default=0)
+
+
+class ModelVersionItem(Model):
+    """One immutable model version: an inline zlib blob or a pointer to an S3 object."""
+
+    class Meta:
+        table_name = UNBOUND
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#policy
+    version = NumberAttribute(range_key=True)
+    blob = BinaryAttribute(null=True, legacy_encoding=False)
+    s3_key = UnicodeAttribute(null=True)
+    sha256 = UnicodeAttribute()
+    size = NumberAttribute()
+    created_at = NumberAttribute()
+    examples_learned = NumberAttribute(default=0)
+    events_learned = NumberAttribute(default=0)
+    rolled_back_from = NumberAttribute(null=True)
+
+
+class ByPolicyIndex(GlobalSecondaryIndex["DecisionItem"]):
+    """Decisions of one policy by time (export, metrics)."""
+
+    class Meta:
+        index_name = "by_policy"
+        projection = AllProjection()
+
+    policy_key = UnicodeAttribute(hash_key=True)
+    ts = NumberAttribute(range_key=True)
+
+
+class OpenEventsIndex(GlobalSecondaryIndex["DecisionItem"]):
+    """Sparse index of events not yet learned, by when their reward wait ends (the sweep)."""
+
+    class Meta:
+        index_name = "open_events"
+        projection = KeysOnlyProjection()
+
+    open_shard = UnicodeAttribute(hash_key=True)
+    closes_at = NumberAttribute(range_key=True)
+
+
+class DecisionItem(Model):
+    """One event: the zlib-compressed decision record plus its reward and learning state."""
+
+    class Meta:
+        table_name = UNBOUND
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#event_id
+    policy_key = UnicodeAttribute()  # tenant#policy
+    ts = NumberAttribute()
+    record = BinaryAttribute(legacy_encoding=False)
+    slots = NumberAttribute()
+    status = UnicodeAttribute(default="open")  # open | learned | expired
+    deferred = BooleanAttribute(default=False)
+    activated = BooleanAttribute(default=True)
+    rewards = ListAttribute(default=list)  # type: ignore[var-annotated]
+    reward_ids = UnicodeSetAttribute(null=True)
+    rewarded_items = UnicodeSetAttribute(null=True)
+    final = BooleanAttribute(default=False)
+    late_rewards = NumberAttribute(default=0)
+    open_shard = UnicodeAttribute(null=True)
+    closes_at = NumberAttribute(null=True)
+    model_version = NumberAttribute(default=0)
+    learned_version = NumberAttribute(null=True)
+    expires_at = TTLAttribute(null=True)
+    by_policy = ByPolicyIndex()
+    open_events = OpenEventsIndex()
+
+
+class CatalogItem(Model):
+    """An item of a tenant's catalog (candidates may be sent as ids of these)."""
+
+    class Meta:
+        table_name = UNBOUND
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant
+    sk = UnicodeAttribute(range_key=True)  # item id
+    features = UnicodeAttribute(default="{}")  # JSON object
+    category = UnicodeAttribute(null=True)
+    creator = UnicodeAttribute(null=True)
+    created_at = NumberAttribute(null=True)
+    updated_at = NumberAttribute(default=0)
+
+
+class UserItem(Model):
+    """A user's interaction count (maturity segment) and recent categories."""
+
+    class Meta:
+        table_name = UNBOUND
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#user_id
+    interactions = NumberAttribute(default=0)
+    recent_categories = ListAttribute(default=list)  # type: ignore[var-annotated]
+
+
+class CounterItem(Model):
+    """A counter cell: exploration budget spend or item popularity, sharded by key."""
+
+    class Meta:
+        table_name = UNBOUND
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    served = NumberAttribute(default=0)
+    explored = NumberAttribute(default=0)
+    impressions = NumberAttribute(default=0)
+    reward = NumberAttribute(default=0)
+    expires_at = TTLAttribute(null=True)
+
+
+class ByTenantIndex(GlobalSecondaryIndex["ApiKeyItem"]):
+    """API keys of one tenant (rotation, revocation)."""
+
+    class Meta:
+        index_name = "by_tenant"
+        projection = AllProjection()
+
+    tenant = UnicodeAttribute(hash_key=True)
+
+
+class ApiKeyItem(Model):
+    """An API key, stored only as its SHA-256, with its tenant, scopes and webhook secrets."""
+
+    class Meta:
+        table_name = UNBOUND
+
+    pk = UnicodeAttribute(hash_key=True)  # sha256(key)
+    tenant = UnicodeAttribute()
+    scopes = UnicodeSetAttribute()
+    webhook_secrets = ListAttribute(default=list)  # type: ignore[var-annotated]
+    name = UnicodeAttribute(default="")
+    created_at = NumberAttribute(default=0)
+    revoked = BooleanAttribute(default=False)
+    by_tenant = ByTenantIndex()
+
+
+_TABLES: dict[type[Model], str] = {
+    PolicyItem: "policies_table",
+    ModelVersionItem: "models_table",
+    DecisionItem: "decisions_table",
+    CatalogItem: "items_table",
+    UserItem: "users_table",
+    CounterItem: "counters_table",
+    ApiKeyItem: "keys_table",
+}
+
+
+@cache
+def bind() -> None:
+    """Point every model at its table from the settings (once per process)."""
+    current = settings()
+    for model, attribute in _TABLES.items():
+        model.Meta.table_name = getattr(current, attribute)
+        model.Meta.region = current.region
+        model._connection = None
+
+
+def unbind() -> None:
+    """Forget the binding (tests that switch endpoints or table names)."""
+    bind.cache_clear()
+    for model in _TABLES:
+        model.Meta.table_name = UNBOUND
+        model._connection = None

@@ -1,0 +1,49 @@
+"""``POST /v1/policies/{policy}/rank``: a slate with the exact probability of every slot."""
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.common.api import handle, principal_of
+from functions.common.api_models import RankBody
+from functions.common.http import install_error_handlers
+from functions.common.observability import logger, metrics, tracer
+from functions.common.rank_service import RankService
+
+router = APIGatewayRouter()
+app = APIGatewayRestResolver(enable_validation=True)
+install_error_handlers(app)
+_service: RankService | None = None
+
+
+def service() -> RankService:
+    """The process-wide rank service (built on first use)."""
+    global _service  # noqa: PLW0603
+    if _service is None:
+        _service = RankService()
+    return _service
+
+
+@router.post("/v1/policies/<policy>/rank", summary="Rank candidates into a slate", tags=["rank"])
+@tracer.capture_method
+def rank(policy: str, body: Annotated[RankBody, Body()]) -> Response[dict[str, Any]]:
+    """Score, explore within the budget, draw the slate, log the decision."""
+    principal = principal_of(app)
+    principal.require("rank")
+    result = service().rank(principal.tenant, policy, body)
+    return Response(200, content_types.APPLICATION_JSON, result)
+
+
+# Routes are copied when included, so include them after they are all defined.
+app.include_router(router)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Lambda entry point."""
+    return handle(app, event, context)

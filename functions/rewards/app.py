@@ -1,0 +1,68 @@
+"""Reward webhook (``POST /v1/rewards``, HMAC-signed) and ``POST /v1/events/{id}/activate``."""
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.common import reward_service
+from functions.common.api import handle, principal_of
+from functions.common.auth import Principal, verify_signature
+from functions.common.http import header, install_error_handlers, raw_body
+from functions.common.observability import logger, metrics, tracer
+
+SIGNATURE_HEADER = "x-serendip-signature"
+router = APIGatewayRouter()
+app = APIGatewayRestResolver(enable_validation=True)
+install_error_handlers(app)
+
+
+@router.post(
+    "/v1/rewards", summary="Post rewards (signed webhook)", tags=["rewards"], status_code=202
+)
+@tracer.capture_method
+def post_rewards() -> Response[dict[str, Any]]:
+    """Queue one reward or ``{rewards: [...]}`` (signature already verified)."""
+    principal = principal_of(app)
+    body = raw_body(app.current_event.raw_event)
+    accepted = reward_service.accept(
+        principal, body, app.current_event.headers.get(SIGNATURE_HEADER)
+    )
+    return Response(202, content_types.APPLICATION_JSON, {"accepted": accepted})
+
+
+@router.post(
+    "/v1/events/<event_id>/activate",
+    summary="Activate a deferred event",
+    tags=["rewards"],
+    status_code=202,
+)
+@tracer.capture_method
+def activate(event_id: str) -> Response[dict[str, Any]]:
+    """Mark a deferred event as shown; only activated events are learned."""
+    activated = reward_service.activate(principal_of(app), event_id)
+    return Response(
+        202, content_types.APPLICATION_JSON, {"event_id": event_id, "activated": activated}
+    )
+
+
+def _verify_webhook(event: dict[str, Any], principal: Principal) -> None:
+    """Check the signature over the raw body before anything parses it."""
+    if event.get("path") == "/v1/rewards":
+        principal.require("reward")
+        verify_signature(
+            header(event, SIGNATURE_HEADER), raw_body(event), principal.webhook_secrets
+        )
+
+
+# Routes are copied when included, so include them after they are all defined.
+app.include_router(router)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Lambda entry point."""
+    return handle(app, event, context, pre_check=_verify_webhook)

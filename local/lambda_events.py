@@ -1,0 +1,152 @@
+"""Lambda event shapes, built the way AWS builds them: API Gateway REST proxy, SQS, schedule.
+
+The local stack and the tests use these to run the very handlers that AWS runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+
+@dataclass
+class FakeLambdaContext:
+    """The parts of Lambda's context object that Powertools reads."""
+
+    function_name: str = "serendip-local"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:serendip-local"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/serendip-local"
+    log_stream_name: str = "local"
+    timeout_ms: int = 30_000
+    _started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before the (simulated) timeout."""
+        elapsed = int((time.monotonic() - self._started) * 1000)
+        return max(0, self.timeout_ms - elapsed)
+
+
+def match_resource(template_path: str, path: str) -> dict[str, str] | None:
+    """Path parameters if ``path`` matches ``/v1/policies/{policy}``-style ``template_path``."""
+    pattern = template_path.strip("/").split("/")
+    actual = path.strip("/").split("/")
+    if len(pattern) != len(actual):
+        return None
+    params: dict[str, str] = {}
+    for expected, value in zip(pattern, actual, strict=True):
+        if expected.startswith("{") and expected.endswith("}"):
+            if not value:
+                return None
+            params[expected[1:-1]] = value
+        elif expected != value:
+            return None
+    return params
+
+
+def proxy_event(
+    method: str,
+    path: str,
+    *,
+    resource: str | None = None,
+    body: bytes | str | None = None,
+    headers: dict[str, str] | None = None,
+    query: str = "",
+    source_ip: str = "127.0.0.1",
+) -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy event for one HTTP request."""
+    raw = body.encode() if isinstance(body, str) else (body or b"")
+    try:
+        text: str | None = raw.decode("utf-8") if raw else None
+        encoded = False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(raw).decode(), True
+    resource = resource or path
+    params = match_resource(resource, path) or None
+    single_query = {k: v[-1] for k, v in parse_qs(query).items()} or None
+    multi_query = parse_qs(query) or None
+    header_map = dict(headers or {})
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method.upper(),
+        "headers": header_map or None,
+        "multiValueHeaders": {k: [v] for k, v in header_map.items()} or None,
+        "queryStringParameters": single_query,
+        "multiValueQueryStringParameters": multi_query,
+        "pathParameters": params,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": resource,
+            "httpMethod": method.upper(),
+            "path": path,
+            "stage": "local",
+            "requestId": str(uuid.uuid4()),
+            "requestTimeEpoch": int(time.time() * 1000),
+            "identity": {"sourceIp": source_ip, "userAgent": header_map.get("user-agent", "")},
+            "accountId": "123456789012",
+            "apiId": "local",
+            "protocol": "HTTP/1.1",
+        },
+        "body": text,
+        "isBase64Encoded": encoded,
+    }
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """An SQS event for ``messages`` as returned by ReceiveMessage."""
+    records = []
+    for message in messages:
+        attributes = message.get("Attributes", {})
+        records.append(
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": {
+                    "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
+                    "SentTimestamp": attributes.get("SentTimestamp", str(int(time.time() * 1000))),
+                    "SenderId": "local",
+                    "ApproximateFirstReceiveTimestamp": attributes.get(
+                        "ApproximateFirstReceiveTimestamp", str(int(time.time() * 1000))
+                    ),
+                },
+                "messageAttributes": {},
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": queue_arn.split(":")[3] if queue_arn.count(":") >= 3 else "us-east-1",
+            }
+        )
+    return {"Records": records}
+
+
+def schedule_event(
+    rule_arn: str = "arn:aws:events:us-east-1:123456789012:rule/sweep",
+) -> dict[str, Any]:
+    """An EventBridge scheduled event."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": "us-east-1",
+        "resources": [rule_arn],
+        "detail": {},
+    }
+
+
+def response_json(response: dict[str, Any]) -> Any:
+    """The JSON body of a Lambda proxy response."""
+    body = response.get("body") or "null"
+    if response.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    return json.loads(body)

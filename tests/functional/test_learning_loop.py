@@ -1,0 +1,135 @@
+"""The learning loop on moto: rank -> signed rewards -> SQS -> learn, each event once."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+
+from functions.common import decision_store, model_store
+from functions.common.auth import NewKey
+from functions.common.learn_service import Learner
+from functions.learn.app import lambda_handler as learn_handler
+from functions.rank.app import lambda_handler as rank_handler
+from functions.rewards.app import lambda_handler as rewards_handler
+from functions.sweep.app import lambda_handler as sweep_handler
+from local.lambda_events import FakeLambdaContext, schedule_event, sqs_event
+from tests.functional.conftest import Api
+
+RANK = "/v1/policies/{policy}/rank"
+CANDIDATES = [
+    {"id": f"item-{i}", "category": "sports" if i % 2 else "music", "features": {"len": "short"}}
+    for i in range(10)
+]
+
+
+def rank(api: Api, policy: str = "for-you", **extra: Any) -> dict[str, Any]:
+    body = {"context": {"user": {"cohort": "a"}}, "candidates": CANDIDATES, **extra}
+    status, payload, _ = api.call(
+        rank_handler, "POST", f"/v1/policies/{policy}/rank", body, resource=RANK
+    )
+    assert status == 200, payload
+    return payload
+
+
+def deliver(env: dict[str, str]) -> dict[str, Any]:
+    """Receive everything queued and hand it to the learner in Lambda's SQS shape."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = env["REWARD_QUEUE_URL"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    failures: list[str] = []
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]
+        ).get("Messages", [])
+        if not messages:
+            return {"failures": failures}
+        result = learn_handler(sqs_event(messages, arn), FakeLambdaContext())
+        failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+        failures.extend(failed)
+        for message in messages:
+            if message["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        if failed:
+            return {"failures": failures}
+
+
+def test_rank_reward_learn_loop_learns_each_event_once(
+    aws: dict[str, str], api: Api, tenant: NewKey
+) -> None:
+    # Given a ranked event
+    first = rank(api)
+    assert first["logged"] is True
+    assert first["model_version"] == 0
+    assert len(first["slate"]) == 5
+    # When a reward for every shown slot is posted, signed, twice
+    rewards = {
+        "rewards": [
+            {"event_id": first["event_id"], "item_id": slot["id"], "type": "click", "value": 1}
+            for slot in first["slate"]
+        ]
+    }
+    for _ in range(2):
+        status, body, _ = api.call(
+            rewards_handler, "POST", "/v1/rewards", json.dumps(rewards), sign_body=True
+        )
+        assert (status, body) == (202, {"accepted": 5})
+    assert deliver(aws)["failures"] == []
+    # Then the event was learned exactly once into model version 1
+    stored = decision_store.get("acme", first["event_id"])
+    assert stored.status == "learned"
+    versions = model_store.versions("acme", "for-you")
+    assert [v.version for v in versions] == [1]
+    assert versions[0].events_learned == 1
+    assert versions[0].examples_learned == 5
+    # And the next rank serves the new head
+    assert rank(api)["model_version"] == 1
+
+
+def test_probabilities_in_response_equal_the_stored_record(aws: dict[str, str], api: Api) -> None:
+    response = rank(api, policy="explore")
+    record = decision_store.get("acme", response["event_id"]).record
+    assert [(s.item_id, s.probability, s.explored) for s in record.slate] == [
+        (s["id"], s["probability"], s["explored"]) for s in response["slate"]
+    ]
+
+
+def test_sweep_learns_silent_events_with_the_default_reward(aws: dict[str, str], api: Api) -> None:
+    # Given two events nobody rewarded, and a deferred one never activated
+    events = [rank(api)["event_id"] for _ in range(2)]
+    deferred = rank(api, defer_activation=True)["event_id"]
+    # When the sweep runs after their reward wait
+    report = Learner().sweep(now=10**10)
+    # Then the silent events are learned (default reward) and the deferred one expires
+    assert report.events_learned == 2
+    assert report.outcomes["expired"] == 1
+    assert {decision_store.get("acme", e).status for e in events} == {"learned"}
+    assert decision_store.get("acme", deferred).status == "expired"
+    # And a second sweep finds nothing left
+    summary = sweep_handler(schedule_event(), FakeLambdaContext())
+    assert summary["events_learned"] == 0
+
+
+def test_unsigned_or_wrongly_signed_rewards_get_401_and_queue_nothing(
+    aws: dict[str, str], api: Api
+) -> None:
+    event = rank(api)
+    body = json.dumps({"event_id": event["event_id"], "item_id": event["slate"][0]["id"]})
+    status, payload, _ = api.call(rewards_handler, "POST", "/v1/rewards", body)
+    assert status == 401 and payload["error"] == "unauthorized"
+    status, payload, _ = api.call(
+        rewards_handler,
+        "POST",
+        "/v1/rewards",
+        body,
+        headers={"x-serendip-signature": "t=1700000000,v1=" + "0" * 64},
+    )
+    assert status == 401
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=aws["REWARD_QUEUE_URL"], AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "0"

@@ -1,0 +1,419 @@
+"""template.yaml translates offline and says what the design says (pure: no sockets, no moto)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import tomllib
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+
+from functions.common.settings import Settings
+from local.resources import (
+    TEMPLATE,
+    check,
+    function_environment,
+    load_template,
+    main,
+    references,
+    stack_resources,
+    translate,
+    translated_template,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+HANDLERS = {
+    "RankFunction": "functions/rank/app.lambda_handler",
+    "RewardsFunction": "functions/rewards/app.lambda_handler",
+    "LearnFunction": "functions/learn/app.lambda_handler",
+    "SweepFunction": "functions/sweep/app.lambda_handler",
+    "AdminFunction": "functions/admin/app.lambda_handler",
+}
+
+ROUTES = {
+    ("POST", "/v1/policies/{policy}/rank"): "RankFunction",
+    ("POST", "/v1/rewards"): "RewardsFunction",
+    ("POST", "/v1/events/{event_id}/activate"): "RewardsFunction",
+    ("GET", "/v1/policies"): "AdminFunction",
+    ("GET", "/v1/policies/{policy}"): "AdminFunction",
+    ("PUT", "/v1/policies/{policy}"): "AdminFunction",
+    ("GET", "/v1/policies/{policy}/models"): "AdminFunction",
+    ("POST", "/v1/policies/{policy}/rollback"): "AdminFunction",
+    ("GET", "/v1/policies/{policy}/metrics"): "AdminFunction",
+    ("PUT", "/v1/items"): "AdminFunction",
+    ("GET", "/v1/health"): "AdminFunction",
+    ("GET", "/v1/openapi.json"): "AdminFunction",
+}
+
+Key = tuple[str, str]  # (attribute name, attribute type)
+# env var, hash key, range key, {GSI name: (hash, range, projection)}, TTL attribute
+TableSpec = tuple[str, Key, Key | None, dict[str, tuple[Key, Key | None, str]], str | None]
+
+TABLES: dict[str, TableSpec] = {
+    "DecisionsTable": (
+        "DECISIONS_TABLE",
+        ("pk", "S"),
+        None,
+        {
+            "by_policy": (("policy_key", "S"), ("ts", "N"), "ALL"),
+            "open_events": (("open_shard", "S"), ("closes_at", "N"), "KEYS_ONLY"),
+        },
+        "expires_at",
+    ),
+    "PoliciesTable": ("POLICIES_TABLE", ("pk", "S"), ("sk", "S"), {}, None),
+    "ModelsTable": ("MODELS_TABLE", ("pk", "S"), ("version", "N"), {}, None),
+    "ItemsTable": ("ITEMS_TABLE", ("pk", "S"), ("sk", "S"), {}, None),
+    "UsersTable": ("USERS_TABLE", ("pk", "S"), None, {}, None),
+    "CountersTable": ("COUNTERS_TABLE", ("pk", "S"), ("sk", "S"), {}, "expires_at"),
+    "KeysTable": (
+        "KEYS_TABLE",
+        ("pk", "S"),
+        None,
+        {"by_tenant": (("tenant", "S"), None, "ALL")},
+        None,
+    ),
+    "IdempotencyTable": ("IDEMPOTENCY_TABLE", ("id", "S"), None, {}, "expiration"),
+}
+
+# What each function may do to each resource (inline policies); anything else is a least-privilege
+# violation. Polling the reward queue comes with the SQS event (a managed policy, checked below).
+ACCESS: dict[str, dict[str, set[str]]] = {
+    "RankFunction": {
+        "PoliciesTable": {"read"},
+        "ModelsTable": {"read"},
+        "ItemsTable": {"read"},
+        "UsersTable": {"read"},
+        "KeysTable": {"read"},
+        "CountersTable": {"read", "write"},
+        "DecisionsTable": {"write"},
+        "ModelBucket": {"read"},
+    },
+    "RewardsFunction": {
+        "KeysTable": {"read"},
+        "DecisionsTable": {"read", "write", "delete"},
+        "IdempotencyTable": {"read", "write", "delete"},
+        "RewardQueue": {"send"},
+    },
+    "LearnFunction": {
+        **{
+            table: {"read", "write", "delete"}
+            for table in ("DecisionsTable", "ModelsTable", "PoliciesTable", "CountersTable")
+        },
+        "UsersTable": {"read", "write", "delete"},
+        "ModelBucket": {"read", "write", "delete"},
+    },
+    "SweepFunction": {
+        **{
+            table: {"read", "write", "delete"}
+            for table in ("DecisionsTable", "ModelsTable", "PoliciesTable", "CountersTable")
+        },
+        "UsersTable": {"read", "write", "delete"},
+        "ModelBucket": {"read", "write", "delete"},
+    },
+    "AdminFunction": {
+        "PoliciesTable": {"read", "write", "delete"},
+        "ModelsTable": {"read", "write", "delete"},
+        "ItemsTable": {"read", "write", "delete"},
+        "DecisionsTable": {"read"},
+        "CountersTable": {"read"},
+        "KeysTable": {"read"},
+        "ModelBucket": {"read", "write", "delete"},
+    },
+}
+
+_ACTION_KINDS = {
+    "dynamodb:GetItem": "read",
+    "dynamodb:BatchGetItem": "read",
+    "dynamodb:Query": "read",
+    "dynamodb:Scan": "read",
+    "dynamodb:PutItem": "write",
+    "dynamodb:UpdateItem": "write",
+    "dynamodb:BatchWriteItem": "write",
+    "dynamodb:DeleteItem": "delete",
+    "s3:GetObject": "read",
+    "s3:ListBucket": "read",
+    "s3:PutObject": "write",
+    "s3:DeleteObject": "delete",
+    "sqs:SendMessage": "send",
+    "sqs:SendMessage*": "send",
+    "sqs:ReceiveMessage": "receive",
+}
+
+
+@pytest.fixture(scope="module")
+def sam() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def cfn() -> dict[str, Any]:
+    return translated_template(region="us-east-1")
+
+
+def _resources(cfn: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in cfn["Resources"].items() if r["Type"] == kind}
+
+
+def test_template_translates_to_the_expected_resources(cfn: dict[str, Any]) -> None:
+    assert set(_resources(cfn, "AWS::Lambda::Function")) == set(HANDLERS)
+    assert set(_resources(cfn, "AWS::DynamoDB::Table")) == set(TABLES)
+    assert set(_resources(cfn, "AWS::SQS::Queue")) == {"RewardQueue", "RewardDLQ"}
+    assert set(_resources(cfn, "AWS::S3::Bucket")) == {"ModelBucket"}
+    assert set(_resources(cfn, "AWS::ApiGateway::RestApi")) == {"ServingApi"}
+    assert len(_resources(cfn, "AWS::Lambda::LayerVersion")) == 1
+    assert not any(r["Type"].startswith("AWS::Serverless::") for r in cfn["Resources"].values())
+
+
+def test_functions_have_their_handlers_runtime_and_shared_settings(
+    sam: dict[str, Any], cfn: dict[str, Any]
+) -> None:
+    functions = _resources(cfn, "AWS::Lambda::Function")
+    (layer,) = _resources(cfn, "AWS::Lambda::LayerVersion")
+    env_names = set(function_environment(sam))
+    for name, handler in HANDLERS.items():
+        properties = functions[name]["Properties"]
+        assert properties["Handler"] == handler
+        assert properties["Runtime"] == "python3.12"
+        assert properties["Architectures"] == ["x86_64"]
+        assert properties["MemorySize"] == 1024
+        assert properties["TracingConfig"] == {"Mode": "Active"}
+        assert properties["Timeout"] == (60 if name in {"LearnFunction", "SweepFunction"} else 10)
+        assert properties["Layers"] == [{"Ref": layer}]
+        variables = properties["Environment"]["Variables"]
+        assert set(variables) == env_names
+        assert variables["POWERTOOLS_SERVICE_NAME"] == "serendip"
+        assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "Serendip"
+        assert variables["POWERTOOLS_LOG_LEVEL"] == "INFO"
+    for name in HANDLERS:  # one code location built by the Makefile
+        resource = sam["Resources"][name]
+        assert resource["Properties"]["CodeUri"] == "."
+        assert resource["Metadata"] == {"BuildMethod": "makefile"}
+
+
+def test_every_function_builds_with_a_makefile_target_that_copies_only_our_code() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    targets = re.search(r"^FUNCTION_BUILDS :=(.*?)\n\n", makefile, re.MULTILINE | re.DOTALL)
+    assert targets is not None
+    assert set(targets.group(1).replace("\\", " ").split()) == {f"build-{f}" for f in HANDLERS}
+    assert "bandit functions policies" in makefile
+    assert "__pycache__" in makefile
+
+
+def test_layer_requirements_match_the_project_dependencies(sam: dict[str, Any]) -> None:
+    layer = sam["Resources"]["DependenciesLayer"]
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    lines = (ROOT / layer["Properties"]["ContentUri"] / "requirements.txt").read_text().splitlines()
+    shipped = {Requirement(line) for line in lines if line.strip() and not line.startswith("#")}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    expected = {Requirement(spec).name.lower(): Requirement(spec).specifier for spec in project}
+    assert {r.name.lower(): r.specifier for r in shipped} == expected
+    extras = {r.name.lower(): r.extras for r in shipped}
+    assert extras["aws-lambda-powertools"] == {"tracer"}
+
+
+def test_api_routes_are_exactly_the_designed_ones(cfn: dict[str, Any]) -> None:
+    body = cfn["Resources"]["ServingApi"]["Properties"]["Body"]
+    routes = {}
+    for path, methods in body["paths"].items():
+        for method, operation in methods.items():
+            uri = operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+            routes[(method.upper(), path)] = re.search(r"\$\{(\w+)\.Arn\}", uri).group(1)  # type: ignore[union-attr]
+    assert routes == ROUTES
+
+
+def test_learn_consumes_the_reward_queue_with_partial_batch_failures(cfn: dict[str, Any]) -> None:
+    (mapping,) = _resources(cfn, "AWS::Lambda::EventSourceMapping").values()
+    properties = mapping["Properties"]
+    assert properties["FunctionName"] == {"Ref": "LearnFunction"}
+    assert properties["EventSourceArn"] == {"Fn::GetAtt": ["RewardQueue", "Arn"]}
+    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert properties["BatchSize"] == 10
+    assert properties["MaximumBatchingWindowInSeconds"] == 1
+
+
+def test_sweep_runs_every_minute(cfn: dict[str, Any]) -> None:
+    (rule,) = _resources(cfn, "AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    assert rule["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["SweepFunction", "Arn"]}
+
+
+def test_reward_queue_redrives_to_the_dlq_after_five_receives(cfn: dict[str, Any]) -> None:
+    queue = cfn["Resources"]["RewardQueue"]["Properties"]
+    dlq = cfn["Resources"]["RewardDLQ"]["Properties"]
+    learn_timeout = cfn["Resources"]["LearnFunction"]["Properties"]["Timeout"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["RewardDLQ", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    assert queue["VisibilityTimeout"] == 6 * learn_timeout
+    assert queue["MessageRetentionPeriod"] == 4 * 24 * 3600
+    assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert queue["SqsManagedSseEnabled"] is True
+    assert dlq["SqsManagedSseEnabled"] is True
+    assert list(stack_resources(cfn)).index("RewardDLQ") < list(stack_resources(cfn)).index(
+        "RewardQueue"
+    )
+
+
+@pytest.mark.parametrize("logical_id", sorted(TABLES))
+def test_table_keys_indexes_and_ttl(
+    sam: dict[str, Any], cfn: dict[str, Any], logical_id: str
+) -> None:
+    env, hash_key, range_key, indexes, ttl = TABLES[logical_id]
+    properties = cfn["Resources"][logical_id]["Properties"]
+    types = {a["AttributeName"]: a["AttributeType"] for a in properties["AttributeDefinitions"]}
+
+    def schema(keys: list[dict[str, str]]) -> tuple[tuple[str, str], tuple[str, str] | None]:
+        by_type = {k["KeyType"]: (k["AttributeName"], types[k["AttributeName"]]) for k in keys}
+        assert set(by_type) <= {"HASH", "RANGE"}
+        return by_type["HASH"], by_type.get("RANGE")
+
+    assert "TableName" not in properties
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert schema(properties["KeySchema"]) == (hash_key, range_key)
+    found = {
+        gsi["IndexName"]: (*schema(gsi["KeySchema"]), gsi["Projection"]["ProjectionType"])
+        for gsi in properties.get("GlobalSecondaryIndexes", [])
+    }
+    assert found == indexes
+    key_names = {hash_key[0]} | {k[0] for k in (range_key,) if k}
+    for gsi_hash, gsi_range, _ in indexes.values():
+        key_names |= {gsi_hash[0]} | ({gsi_range[0]} if gsi_range else set())
+    assert set(types) == key_names  # every defined attribute is a key somewhere
+    if ttl:
+        assert properties["TimeToLiveSpecification"] == {"AttributeName": ttl, "Enabled": True}
+    else:
+        assert "TimeToLiveSpecification" not in properties
+    assert function_environment(sam)[env] == {"Ref": logical_id}
+
+
+def test_durable_tables_have_point_in_time_recovery(cfn: dict[str, Any]) -> None:
+    for logical_id in ("DecisionsTable", "PoliciesTable", "ModelsTable"):
+        spec = cfn["Resources"][logical_id]["Properties"]["PointInTimeRecoverySpecification"]
+        assert spec == {"PointInTimeRecoveryEnabled": True}
+
+
+def test_model_bucket_is_private_and_encrypted(sam: dict[str, Any]) -> None:
+    bucket = sam["Resources"]["ModelBucket"]["Properties"]
+    assert "BucketName" not in bucket
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    rule = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert "VersioningConfiguration" not in bucket
+
+
+def _access(cfn: dict[str, Any], function: str) -> dict[str, set[str]]:
+    role = cfn["Resources"][f"{function}Role"]["Properties"]
+    access: dict[str, set[str]] = defaultdict(set)
+    for policy in role.get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            assert statement["Effect"] == "Allow"
+            assert statement["Resource"] != "*", f"{function} has a wildcard resource"
+            actions = statement["Action"]
+            actions = [actions] if isinstance(actions, str) else actions
+            kinds = {_ACTION_KINDS[a] for a in actions if a in _ACTION_KINDS}
+            for target in set(references(statement["Resource"])):
+                access[target] |= kinds
+    return {target: kinds for target, kinds in access.items() if kinds}
+
+
+@pytest.mark.parametrize("function", sorted(HANDLERS))
+def test_each_function_has_least_privilege(cfn: dict[str, Any], function: str) -> None:
+    assert _access(cfn, function) == ACCESS[function]
+    role = cfn["Resources"][f"{function}Role"]["Properties"]
+    managed = {
+        "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    }
+    if function == "LearnFunction":  # SAM's SQS event attaches the poller's managed policy
+        managed.add("arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole")
+    assert set(role["ManagedPolicyArns"]) == managed
+
+
+def test_only_rewards_can_send_to_the_queue(cfn: dict[str, Any]) -> None:
+    senders = {f for f in HANDLERS if any("send" in k for k in _access(cfn, f).values())}
+    assert senders == {"RewardsFunction"}
+
+
+def test_settings_read_every_resource_the_environment_names(sam: dict[str, Any]) -> None:
+    env = function_environment(sam)
+    wanted = {
+        f.name.upper()
+        for f in dataclasses.fields(Settings)
+        if f.name.endswith(("_table", "_bucket", "_url"))
+    }
+    assert wanted <= set(env)
+    assert env["REWARD_QUEUE_URL"] == {"Ref": "RewardQueue"}
+    assert env["REWARD_DLQ_URL"] == {"Ref": "RewardDLQ"}
+    assert env["MODEL_BUCKET"] == {"Ref": "ModelBucket"}
+
+
+def test_outputs_name_the_api_url_and_every_stateful_resource(sam: dict[str, Any]) -> None:
+    outputs = sam["Outputs"]
+    api_url = outputs["ApiUrl"]["Value"]["Fn::Sub"]
+    assert api_url == "https://${ServingApi}.execute-api.${AWS::Region}.amazonaws.com/${Stage}"
+    referenced = {next(references(o["Value"]), None) for o in outputs.values()}
+    assert set(TABLES) | {"ModelBucket", "RewardQueue", "RewardDLQ"} <= referenced
+
+
+def test_loading_leaves_the_global_safe_loader_alone() -> None:
+    load_template()
+    with pytest.raises(yaml.constructor.ConstructorError):
+        yaml.safe_load("value: !Ref Something")
+
+
+def _copy_project(tmp_path: Path, with_handlers: bool) -> Path:
+    template = tmp_path / "template.yaml"
+    shutil.copy(TEMPLATE, template)
+    (tmp_path / "layer").mkdir()
+    if with_handlers:
+        for handler in HANDLERS.values():
+            module = tmp_path / (handler.rpartition(".")[0] + ".py")
+            module.parent.mkdir(parents=True, exist_ok=True)
+            module.write_text("def lambda_handler(event, context):\n    return None\n")
+    return template
+
+
+def test_check_passes_when_every_handler_file_exists(tmp_path: Path) -> None:
+    assert check(_copy_project(tmp_path, with_handlers=True)) == []
+
+
+def test_check_reports_missing_handlers_and_unreferenced_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    template = _copy_project(tmp_path, with_handlers=False)
+    text = template.read_text().replace("MODEL_BUCKET: !Ref ModelBucket", "MODEL_BUCKET: my-bucket")
+    text = text.replace("KEYS_TABLE: !Ref KeysTable", "KEYS_TABLE: !Ref DependenciesLayer")
+    template.write_text(text)
+    assert main(["--check", "--template", str(template)]) == 1
+    errors = capsys.readouterr().err
+    for function in HANDLERS:
+        assert f"{function}: handler file" in errors
+    assert "MODEL_BUCKET" in errors
+    assert "KEYS_TABLE references DependenciesLayer" in errors
+
+
+def test_an_untranslatable_template_is_a_clear_check_failure(tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  F:\n"
+        "    Type: AWS::Serverless::Function\n    Properties:\n      Handler: 7\n"
+    )
+    (problem,) = check(template)
+    assert "template.yaml" in problem
+
+
+def test_translation_needs_no_region_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    translated = translate(load_template())
+    assert translated["Resources"]["RankFunction"]["Type"] == "AWS::Lambda::Function"
