@@ -7,10 +7,13 @@ STAMP := $(VENV)/.installed
 FUNCTION_BUILDS := build-RankFunction build-RewardsFunction build-LearnFunction \
 	build-SweepFunction build-AdminFunction
 
-.PHONY: demo test lint unit bench setup clean build $(FUNCTION_BUILDS)
+.PHONY: demo serve test lint unit bench setup clean build $(FUNCTION_BUILDS)
 
 demo: $(STAMP)
 	$(BIN)/serendip demo
+
+serve: $(STAMP)
+	$(BIN)/serendip serve
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

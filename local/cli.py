@@ -1,79 +1,135 @@
-"""The ``serendip`` command line."""
+"""The ``serendip`` command line.
+
+- ``serendip demo``: simulated users served through the local stack's HTTP API, learning.
+- ``serendip simulate``: the same population against the core in process (fast, no stack).
+- ``serendip serve``: the whole service on this machine (moto, the HTTP API, learner, sweep).
+- ``serendip keys create``: an API key for a tenant, on the running local stack or on AWS.
+"""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from bandit.arena import BanditContender, Contender, UniformContender, run
-from bandit.simulation import Population
-from bandit.spec import load_spec
+from local.demo import demo
+from local.keys_cli import keys_create, parse_scopes
+from local.serve_cli import serve
+from local.simulate_cli import simulate
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 
+# ---------------------------------------------------------------- parsing
 
-def demo(decisions: int, policy: Path, seed: int, console: Console) -> int:
-    """Drive the simulated population through a policy and a uniform baseline; show CTR grow."""
-    spec = load_spec(policy)
-    population = Population(seed=seed)
-    contenders: list[Contender] = [BanditContender(spec), UniformContender(seed=seed)]
-    console.print(
-        f"[bold]serendip demo[/bold]: policy [cyan]{spec.name}[/cyan] vs uniform random, "
-        f"{decisions:,} requests, slates of {spec.slate_size} from 50 candidates"
+
+def _scopes_argument(text: str) -> set[str]:
+    try:
+        return parse_scopes(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def _add_demo(commands: Any) -> None:
+    demo_parser = commands.add_parser(
+        "demo", help="start the local stack and show a policy learning over HTTP"
     )
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
+    demo_parser.add_argument("--policy", default="for-you", help="policy name (for-you, explore)")
+    demo_parser.add_argument("--decisions", type=int, default=4000, help="most requests to serve")
+    demo_parser.add_argument(
+        "--seconds", type=_positive, default=90.0, help="stop serving after this long"
     )
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("serving and learning", total=decisions)
-        tracks = run(
-            population,
-            contenders,
-            decisions=decisions,
-            slate_size=spec.slate_size,
-            seed=seed,
-            progress=lambda done: progress.update(task, completed=done),
-        )
-    learned, baseline = tracks[spec.name], tracks["uniform-random"]
-    windows = 8
-    size = max(1, decisions // windows)
-    table = Table(title="Click-through rate as the policy learns")
-    for column in ("requests", spec.name, "uniform random", "lift"):
-        table.add_column(column, justify="right")
-    for start in range(0, size * windows, size):
-        stop = start + size
-        mine = sum(learned.clicks[start:stop]) / max(1, sum(learned.slots[start:stop]))
-        base = sum(baseline.clicks[start:stop]) / max(1, sum(baseline.slots[start:stop]))
-        lift = f"{mine / base:.2f}x" if base else "-"
-        table.add_row(f"{start + 1:,}-{stop:,}", f"{mine:.3f}", f"{base:.3f}", lift)
-    console.print(table)
-    return 0
+    demo_parser.add_argument("--seed", type=int, default=1, help="simulation seed")
+
+
+def _add_simulate(commands: Any) -> None:
+    parser = commands.add_parser(
+        "simulate", help="show a policy learning on simulated users, in process (no stack)"
+    )
+    parser.add_argument("--decisions", type=int, default=6000, help="requests to serve")
+    parser.add_argument(
+        "--policy", type=Path, default=POLICIES / "for-you.yaml", help="policy spec (YAML)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="simulation seed")
+
+
+def _add_serve(commands: Any) -> None:
+    serve_parser = commands.add_parser(
+        "serve", help="run the whole service locally (moto, HTTP API, learner, sweep)"
+    )
+    serve_parser.add_argument("--host", default="127.0.0.1", help="address of the HTTP API")
+    serve_parser.add_argument(
+        "--port", type=int, default=3000, help="port of the HTTP API (0: any)"
+    )
+    serve_parser.add_argument("--api-key", help="the demo tenant's API key (default: random)")
+    serve_parser.add_argument("--webhook-secret", help="its webhook secret (default: random)")
+    serve_parser.add_argument(
+        "--sweep-interval",
+        type=_positive,
+        default=None,
+        help="seconds between sweeps (default: the template's schedule, every minute)",
+    )
+    serve_parser.add_argument(
+        "--metrics", action="store_true", help="print Powertools EMF metrics (off by default)"
+    )
+
+
+def _add_keys(commands: Any) -> None:
+    keys_parser = commands.add_parser("keys", help="manage API keys")
+    keys_commands = keys_parser.add_subparsers(dest="keys_command", required=True)
+    create = keys_commands.add_parser(
+        "create",
+        help="create an API key (on the running local stack, or on AWS)",
+        description="Create an API key. Uses the running `serendip serve` stack if there is "
+        "one, else --stack NAME (CloudFormation outputs), else KEYS_TABLE from the environment.",
+    )
+    create.add_argument("--tenant", required=True, help="tenant the key belongs to")
+    create.add_argument(
+        "--scopes",
+        type=_scopes_argument,
+        default={"rank"},
+        help="comma-separated: rank,reward,admin",
+    )
+    create.add_argument("--name", default="", help="a label for the key")
+    create.add_argument("--stack", help="a deployed CloudFormation stack to read table names from")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``serendip`` argument parser."""
+    parser = argparse.ArgumentParser(prog="serendip", description="Serendip explore service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_demo(commands)
+    _add_simulate(commands)
+    _add_serve(commands)
+    _add_keys(commands)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``serendip`` console script."""
-    parser = argparse.ArgumentParser(prog="serendip", description="Serendip explore service")
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo_parser = commands.add_parser("demo", help="show a policy learning on simulated users")
-    demo_parser.add_argument("--decisions", type=int, default=6000, help="requests to serve")
-    demo_parser.add_argument(
-        "--policy", type=Path, default=POLICIES / "for-you.yaml", help="policy spec (YAML)"
-    )
-    demo_parser.add_argument("--seed", type=int, default=1, help="simulation seed")
+    parser = build_parser()
     args = parser.parse_args(argv)
-    console = Console()
+    if args.command in ("demo", "simulate") and args.decisions < 8:
+        parser.error("--decisions must be at least 8")
     if args.command == "demo":
-        if args.decisions < 8:
-            parser.error("--decisions must be at least 8")
-        return demo(args.decisions, args.policy, args.seed, console)
+        return demo(args.policy, args.decisions, args.seconds, args.seed, Console())
+    if args.command == "simulate":
+        return simulate(args.decisions, args.policy, args.seed, Console())
+    if args.command == "serve":
+        if not 0 <= args.port <= 65535:
+            parser.error("--port must be between 0 and 65535")
+        return serve(args)
+    if args.command == "keys" and args.keys_command == "create":
+        return keys_create(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

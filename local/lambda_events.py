@@ -6,11 +6,16 @@ The local stack and the tests use these to run the very handlers that AWS runs.
 from __future__ import annotations
 
 import base64
+import importlib
 import json
+import os
+import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 
@@ -150,3 +155,103 @@ def response_json(response: dict[str, Any]) -> Any:
     if response.get("isBase64Encoded"):
         body = base64.b64decode(body).decode()
     return json.loads(body)
+
+
+# ---------------------------------------------------------------- running handlers locally
+
+Handler = Callable[[dict[str, Any], Any], Any]
+DEFAULT_TIMEOUT_SECONDS = 3  # Lambda's default when neither the function nor Globals set one
+SAM_FUNCTION = "AWS::Serverless::Function"
+
+
+def load_handler(spec: str) -> Handler:
+    """Import a template ``Handler`` such as ``functions/rank/app.lambda_handler``.
+
+    >>> load_handler("local/lambda_events.schedule_event").__name__
+    'schedule_event'
+    """
+    module_name, _, attribute = spec.rpartition(".")
+    if not module_name or not attribute:
+        raise ValueError(f"malformed handler {spec!r}: expected 'path/to/module.function'")
+    module = importlib.import_module(module_name.replace("/", "."))
+    handler = getattr(module, attribute)
+    if not callable(handler):
+        raise TypeError(f"{spec} is not callable")
+    return cast(Handler, handler)
+
+
+@dataclass
+class LocalFunction:
+    """One function of the template, run in this process the way one warm Lambda instance runs.
+
+    A Lambda instance handles one event at a time; ``lock`` keeps it that way here, which also
+    matters for correctness: a handler's cached Vowpal Wabbit workspaces are not thread-safe.
+    Functions that share module state (the sweep reuses the learner's ``Learner``) must share one
+    lock. The handler is imported on first use, after the stack has set up the environment.
+    """
+
+    name: str
+    handler_spec: str
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    memory_mb: int = 128
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)  # SAM Events, by name
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _handler: Handler | None = field(default=None, repr=False)
+
+    def handler(self) -> Handler:
+        """The handler function (imported on first call)."""
+        if self._handler is None:
+            self._handler = load_handler(self.handler_spec)
+        return self._handler
+
+    def context(self) -> FakeLambdaContext:
+        """A fresh context for one invocation of this function."""
+        return FakeLambdaContext(
+            function_name=self.name,
+            memory_limit_in_mb=self.memory_mb,
+            invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{self.name}",
+            log_group_name=f"/aws/lambda/{self.name}",
+            timeout_ms=int(self.timeout_seconds * 1000),
+        )
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        """Run the handler on ``event`` (one invocation at a time); exceptions propagate."""
+        handler = self.handler()
+        with self.lock:
+            try:
+                return handler(event, self.context())
+            finally:
+                _discard_unpublished_metrics()
+
+
+def _discard_unpublished_metrics() -> None:
+    """With metrics disabled, Powertools keeps every value and prints them anyway every 100."""
+    if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() not in ("1", "true", "yes", "on"):
+        return
+    observability = sys.modules.get("functions.common.observability")
+    metrics = getattr(observability, "metrics", None)
+    if metrics is not None:
+        metrics.clear_metrics()
+
+
+def template_functions(template: dict[str, Any]) -> dict[str, LocalFunction]:
+    """Every ``AWS::Serverless::Function`` of a SAM template: handler, timeout, events."""
+    defaults = template.get("Globals", {}).get("Function", {})
+    functions: dict[str, LocalFunction] = {}
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != SAM_FUNCTION:
+            continue
+        properties = resource.get("Properties", {})
+        handler = properties.get("Handler", defaults.get("Handler"))
+        if not isinstance(handler, str):
+            raise ValueError(f"{logical_id} has no Handler")
+        timeout = properties.get("Timeout", defaults.get("Timeout", DEFAULT_TIMEOUT_SECONDS))
+        memory = properties.get("MemorySize", defaults.get("MemorySize", 128))
+        functions[logical_id] = LocalFunction(
+            name=logical_id,
+            handler_spec=handler,
+            timeout_seconds=float(timeout),
+            memory_mb=int(memory),
+            events=dict(properties.get("Events") or {}),
+        )
+    return functions

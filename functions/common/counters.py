@@ -2,9 +2,10 @@
 
 Budget cells are keyed ``tenant#policy#budget#segment#shard`` with the time bucket as sort key;
 a writer adds to one random shard, a reader queries every shard over the window's buckets.
-Readers cache the window's totals for a few seconds and add their own writes on top, so the
-rank path does not query on every request. Popularity cells are keyed by item
-(``tenant#policy#pop#<shard of item>``, sort key the item id), updated by the learner.
+Writers batch their adds for a second; readers cache the window's totals for a few seconds and
+add their own writes on top, so the rank path neither writes nor queries on every request.
+Popularity cells are keyed by item (``tenant#policy#pop#<shard of item>``, sort key the item
+id), updated by the learner.
 """
 
 from __future__ import annotations
@@ -34,41 +35,62 @@ def _bucket(bucket: int) -> str:
 
 @dataclass
 class DynamoLedger:
-    """A ``bandit.budget.BudgetLedger`` on the counters table, with a short read cache."""
+    """A ``bandit.budget.BudgetLedger`` on the counters table: batched writes, cached reads.
+
+    Spend not yet flushed is lost if the process dies; pacing tolerates that (a second of
+    slates in one process), and it keeps the rank path to about one counter write per second.
+    """
 
     tenant: str
     policy: str
     shards: int
     bucket_seconds: int
     refresh_seconds: float = 5.0
+    flush_seconds: float = 1.0
     clock: Callable[[], float] = time.monotonic
     _cache: dict[tuple[str, tuple[int, ...]], tuple[float, Spend]] = field(default_factory=dict)
     _pending: dict[str, list[int]] = field(default_factory=dict)
+    _unflushed: dict[BudgetKey, list[int]] = field(default_factory=dict)
+    _last_flush: float = 0.0
 
     def _pk(self, segment: str, shard: int) -> str:
         return f"{self.tenant}#{self.policy}#budget#{segment}#{shard}"
 
     def add(self, key: BudgetKey, served: int, explored: int) -> None:
-        """Add one slate's spend to a shard cell (and to the local view of the window)."""
-        bind()
-        bucket_start = key.bucket * self.bucket_seconds
-        try:
-            CounterItem(self._pk(key.segment, key.shard), _bucket(key.bucket)).update(
-                actions=[
-                    CounterItem.served.add(served),
-                    CounterItem.explored.add(explored),
-                    CounterItem.expires_at.set(
-                        datetime.fromtimestamp(bucket_start + COUNTER_RETENTION_SECONDS, UTC)
-                    ),
-                ]
-            )
-        except PynamoDBException as exc:
-            # Pacing tolerates a lost cell: keep counting locally and say so.
-            logger.warning("budget spend not stored", extra={"error": exc.msg})
-            metrics.add_metric(name="BudgetWritesFailed", unit="Count", value=1)
+        """Count one slate's spend; cells are written in batches every ``flush_seconds``."""
+        cell = self._unflushed.setdefault(key, [0, 0])
+        cell[0] += served
+        cell[1] += explored
         pending = self._pending.setdefault(key.segment, [0, 0])
         pending[0] += served
         pending[1] += explored
+        if self.clock() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the batched spend, one atomic add per cell; failed cells stay for next time."""
+        self._last_flush = self.clock()
+        if not self._unflushed:
+            return
+        bind()
+        for key, (served, explored) in list(self._unflushed.items()):
+            bucket_start = key.bucket * self.bucket_seconds
+            try:
+                CounterItem(self._pk(key.segment, key.shard), _bucket(key.bucket)).update(
+                    actions=[
+                        CounterItem.served.add(served),
+                        CounterItem.explored.add(explored),
+                        CounterItem.expires_at.set(
+                            datetime.fromtimestamp(bucket_start + COUNTER_RETENTION_SECONDS, UTC)
+                        ),
+                    ]
+                )
+            except PynamoDBException as exc:
+                # Pacing tolerates a late cell: keep it and try again on the next flush.
+                logger.warning("budget spend not stored yet", extra={"error": exc.msg})
+                metrics.add_metric(name="BudgetWritesFailed", unit="Count", value=1)
+                continue
+            del self._unflushed[key]
 
     def total(self, segment: str, buckets: Iterable[int]) -> Spend:
         """The segment's spend over ``buckets``: cached totals plus writes since the refresh."""
@@ -76,6 +98,7 @@ class DynamoLedger:
         now = self.clock()
         cached = self._cache.get((segment, window[:1]))
         if cached is None or now - cached[0] > self.refresh_seconds:
+            self.flush()
             try:
                 cached = (now, self._query(segment, window))
             except StorageError as exc:

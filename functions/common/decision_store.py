@@ -13,7 +13,7 @@ import json
 import random
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -50,9 +50,22 @@ def policy_key(tenant: str, policy: str) -> str:
 
 
 def reward_id(event_id: str, reward: dict[str, Any]) -> str:
-    """A stable id of one posted reward: the same post twice has the same id."""
+    """A stable id of one posted reward: the same reward posted twice has the same id.
+
+    It covers what the app sent (event, item, type, value and the app's own timestamp, if it
+    gave one), never the time of receipt: a retried post is a duplicate, while a second click
+    on the same item is told apart by the timestamp the app sends with it.
+    """
+    if reward.get("reward_id"):
+        return str(reward["reward_id"])
     canonical = json.dumps(
-        [event_id, reward["item_id"], reward["type"], reward.get("value"), reward["timestamp"]],
+        [
+            event_id,
+            reward["item_id"],
+            reward["type"],
+            reward.get("value"),
+            reward.get("sent_timestamp"),
+        ],
         sort_keys=True,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
@@ -135,49 +148,102 @@ def get_many(keys: Iterable[str]) -> list[StoredDecision]:
         raise StorageError(f"decision store unavailable: {exc.msg}") from exc
 
 
-def add_reward(tenant: str, event_id: str, reward: dict[str, Any]) -> tuple[RewardOutcome, str]:
-    """Attach one reward to its event, at most once. Returns the outcome and the policy name.
+def add_rewards(
+    tenant: str, event_id: str, rewards: Sequence[dict[str, Any]]
+) -> tuple[list[RewardOutcome], StoredDecision | None]:
+    """Attach rewards of one event, each at most once; return the outcomes and the event.
 
-    Rewards for unknown events are orphans; rewards after the event was learned are late:
-    counted and kept on the event, never learned.
+    The common case (an open event, new rewards) is one conditional update; anything else
+    (duplicates, a learned event, a race) reads the event and decides from its state. Rewards
+    for unknown events are orphans; rewards after the event was learned are late: counted and
+    kept on the event, never learned.
     """
     bind()
     key = event_key(tenant, event_id)
-    rid = reward_id(event_id, reward)
-    entry = {k: reward.get(k) for k in ("item_id", "type", "value", "timestamp", "final")}
-    try:
-        item = DecisionItem.get(key, consistent_read=True)
-    except DoesNotExist:
-        return RewardOutcome.ORPHAN, ""
-    except PynamoDBException as exc:
-        raise StorageError(f"decision store unavailable: {exc.msg}") from exc
-    policy = item.policy_key.split("#", 1)[1]
-    if rid in (item.reward_ids or set()):
-        return RewardOutcome.DUPLICATE, policy
-    open_event = item.status == "open"
-    actions: list[Action] = [
-        DecisionItem.rewards.set(DecisionItem.rewards.append([{**entry, "late": not open_event}])),
-        DecisionItem.reward_ids.add({rid}),
-    ]
-    if open_event:
-        actions.append(DecisionItem.rewarded_items.add({str(reward["item_id"])}))
-        if reward.get("final"):
-            actions.append(DecisionItem.final.set(True))
-    else:
-        actions.append(DecisionItem.late_rewards.add(1))
-    condition = DecisionItem.status == item.status
-    if item.reward_ids:
+    item = DecisionItem(key)
+    outcomes, actions, new_ids = _reward_actions(item, event_id, rewards, assume_open=True)
+    condition = DecisionItem.pk.exists() & (DecisionItem.status == "open")
+    for rid in new_ids:
         condition &= ~DecisionItem.reward_ids.contains(rid)
     try:
         item.update(actions=actions, condition=condition)
+        return outcomes, _stored(item)
     except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
-            # A concurrent delivery or a close got there first: decide again from fresh state.
-            return add_reward(tenant, event_id, reward)
-        raise StorageError(f"decision store unavailable: {exc.msg}") from exc
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise StorageError(f"decision store unavailable: {exc.msg}") from exc
     except PynamoDBException as exc:
         raise StorageError(f"decision store unavailable: {exc.msg}") from exc
-    return (RewardOutcome.APPLIED if open_event else RewardOutcome.LATE), policy
+    return _add_rewards_after_reading(key, event_id, rewards)
+
+
+def _add_rewards_after_reading(
+    key: str, event_id: str, rewards: Sequence[dict[str, Any]]
+) -> tuple[list[RewardOutcome], StoredDecision | None]:
+    for _attempt in range(8):
+        try:
+            item = DecisionItem.get(key, consistent_read=True)
+        except DoesNotExist:
+            return [RewardOutcome.ORPHAN] * len(rewards), None
+        except PynamoDBException as exc:
+            raise StorageError(f"decision store unavailable: {exc.msg}") from exc
+        outcomes, actions, new_ids = _reward_actions(item, event_id, rewards)
+        if not actions:
+            return outcomes, _stored(item)
+        condition = DecisionItem.status == item.status
+        for rid in new_ids:
+            condition &= ~DecisionItem.reward_ids.contains(rid)
+        try:
+            item.update(actions=actions, condition=condition)
+            return outcomes, _stored(item)
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise StorageError(f"decision store unavailable: {exc.msg}") from exc
+            # A concurrent delivery or a close got there first: decide again from fresh state.
+        except PynamoDBException as exc:
+            raise StorageError(f"decision store unavailable: {exc.msg}") from exc
+    raise StorageError(f"event '{event_id}' is being updated concurrently; retry")
+
+
+def _reward_actions(
+    item: DecisionItem,
+    event_id: str,
+    rewards: Sequence[dict[str, Any]],
+    *,
+    assume_open: bool = False,
+) -> tuple[list[RewardOutcome], list[Action], list[str]]:
+    """The outcome of each reward and the update that applies the new ones."""
+    seen = set() if assume_open else set(item.reward_ids or ())
+    open_event = assume_open or item.status == "open"
+    outcomes: list[RewardOutcome] = []
+    entries: list[dict[str, Any]] = []
+    new_ids: list[str] = []
+    items: set[str] = set()
+    final = False
+    for reward in rewards:
+        rid = reward_id(event_id, reward)
+        if rid in seen:
+            outcomes.append(RewardOutcome.DUPLICATE)
+            continue
+        seen.add(rid)
+        new_ids.append(rid)
+        entry = {k: reward.get(k) for k in ("item_id", "type", "value", "timestamp", "final")}
+        entries.append({**entry, "late": not open_event})
+        items.add(str(reward["item_id"]))
+        final = final or bool(reward.get("final"))
+        outcomes.append(RewardOutcome.APPLIED if open_event else RewardOutcome.LATE)
+    if not entries:
+        return outcomes, [], []
+    actions: list[Action] = [
+        DecisionItem.rewards.set(DecisionItem.rewards.append(entries)),
+        DecisionItem.reward_ids.add(set(new_ids)),
+    ]
+    if open_event:
+        actions.append(DecisionItem.rewarded_items.add(items))
+        if final:
+            actions.append(DecisionItem.final.set(True))
+    else:
+        actions.append(DecisionItem.late_rewards.add(len(entries)))
+    return outcomes, actions, new_ids
 
 
 def activate(tenant: str, event_id: str, wait_seconds: int, now: float | None = None) -> bool:

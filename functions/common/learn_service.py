@@ -19,7 +19,7 @@ from bandit.learning import learn_record
 from bandit.rewards import slot_rewards
 from bandit.spec import PolicySpec
 from functions.common import counters, decision_store, model_store, policy_store, users
-from functions.common.decision_store import RewardOutcome, StoredDecision
+from functions.common.decision_store import StoredDecision
 from functions.common.errors import NotFoundError, StorageError
 from functions.common.model_cache import CachedModel, ModelCache
 from functions.common.observability import logger, metrics
@@ -47,18 +47,36 @@ class Learner:
     def apply_rewards(self, tenant: str, rewards: Sequence[dict[str, Any]]) -> LearnReport:
         """Attach rewards to their events, then learn the events that closed."""
         report = LearnReport()
-        touched: dict[str, str] = {}
-        for reward in rewards:
-            outcome, policy = decision_store.add_reward(tenant, reward["event_id"], reward)
-            report.outcomes[outcome.value] += 1
-            if outcome is RewardOutcome.APPLIED:
-                touched[decision_store.event_key(tenant, reward["event_id"])] = policy
-        if touched:
-            closable = [d for d in decision_store.get_many(touched) if d.closable]
-            self._learn_grouped(tenant, closable, report)
-        for name, count in report.outcomes.items():
-            metrics.add_metric(name=f"Rewards{name.title()}", unit="Count", value=count)
+        touched = self.join_rewards(tenant, rewards, report)
+        self.learn_closable(tenant, touched.values(), report)
         return report
+
+    @staticmethod
+    def join_rewards(
+        tenant: str, rewards: Sequence[dict[str, Any]], report: LearnReport
+    ) -> dict[str, StoredDecision]:
+        """Attach rewards to their events (each at most once); return the events touched.
+
+        Duplicates count as touched: a redelivered batch must still close its events.
+        """
+        touched: dict[str, StoredDecision] = {}
+        by_event: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for reward in rewards:
+            by_event[reward["event_id"]].append(reward)
+        for event_id, event_rewards in by_event.items():
+            outcomes, stored = decision_store.add_rewards(tenant, event_id, event_rewards)
+            for outcome in outcomes:
+                report.outcomes[outcome.value] += 1
+                metrics.add_metric(name=f"Rewards{outcome.value.title()}", unit="Count", value=1)
+            if stored is not None:
+                touched[stored.key] = stored
+        return touched
+
+    def learn_closable(
+        self, tenant: str, decisions: Iterable[StoredDecision], report: LearnReport
+    ) -> None:
+        """Learn those of ``decisions`` that have closed."""
+        self._learn_grouped(tenant, [d for d in decisions if d.closable], report)
 
     def sweep(self, now: float | None = None) -> LearnReport:
         """Close events whose reward wait is over: learn activated ones, expire the rest."""

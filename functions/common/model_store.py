@@ -30,6 +30,7 @@ from functions.common.settings import settings
 from functions.common.tables import DecisionItem, ModelVersionItem, PolicyItem, bind
 
 KEEP_VERSIONS = 20
+PRUNE_EVERY = 5  # prune on every 5th version: between 20 and 24 versions are kept
 
 
 class HeadMovedError(Exception):
@@ -194,9 +195,9 @@ def save(
 
 
 def _prune(tenant: str, policy: str, head: int) -> None:
-    """Delete versions older than the last ``KEEP_VERSIONS`` (best effort)."""
+    """Delete versions older than the last ``KEEP_VERSIONS`` (best effort, every few saves)."""
     oldest_kept = head - KEEP_VERSIONS + 1
-    if oldest_kept <= 1:
+    if oldest_kept <= 1 or head % PRUNE_EVERY:
         return
     try:
         for item in ModelVersionItem.query(

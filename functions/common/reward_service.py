@@ -23,7 +23,11 @@ from functions.common.settings import settings
 
 
 def parse_rewards(body: bytes, now: float) -> list[dict[str, Any]]:
-    """One reward or ``{rewards: [...]}`` -> validated reward dicts with timestamps."""
+    """One reward or ``{rewards: [...]}`` -> validated reward dicts with timestamps and ids.
+
+    ``timestamp`` is the app's or, if it sent none, the time of receipt; ``reward_id`` depends
+    only on what the app sent, so a retried post deduplicates.
+    """
     try:
         data = json.loads(body or b"null")
     except ValueError as exc:
@@ -34,10 +38,14 @@ def parse_rewards(body: bytes, now: float) -> list[dict[str, Any]]:
         rewards = [RewardIn.model_validate(data)]
     else:
         raise BadRequestError("body must be a reward object or {rewards: [...]}", field="body")
-    return [
-        {**reward.model_dump(), "timestamp": reward.timestamp if reward.timestamp else now}
-        for reward in rewards
-    ]
+    parsed = []
+    for reward in rewards:
+        data = reward.model_dump()
+        data["sent_timestamp"] = reward.timestamp
+        data["timestamp"] = reward.timestamp if reward.timestamp is not None else now
+        data["reward_id"] = decision_store.reward_id(reward.event_id, data)
+        parsed.append(data)
+    return parsed
 
 
 def accept(principal: Principal, body: bytes, signature: str | None) -> int:

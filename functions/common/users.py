@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, UpdateError
-from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
 
 from functions.common.errors import StorageError
 from functions.common.tables import UserItem, bind
@@ -31,34 +31,38 @@ def interactions(tenant: str, user_id: str | None) -> int:
 
 
 def record_interaction(tenant: str, user_id: str, categories: Sequence[str]) -> None:
-    """Count one learned event for the user and keep the last categories that earned reward.
+    """Count one learned event for the user and remember categories that earned reward.
 
-    Read-modify-write under an optimistic condition on the count, retried on a race.
+    One atomic update in the common case; the category list is trimmed to the last
+    ``RECENT_CATEGORIES`` when it grows past twice that.
     """
     bind()
-    key = _key(tenant, user_id)
-    for _ in range(8):
+    user = UserItem(_key(tenant, user_id))
+    actions: list[Action] = [UserItem.interactions.add(1)]
+    if categories:
+        actions.append(
+            UserItem.recent_categories.set(UserItem.recent_categories.append(list(categories)))
+        )
+    try:
         try:
-            try:
-                current = UserItem.get(key, consistent_read=True)
-                count, recent = int(current.interactions), list(current.recent_categories)
-                condition: Condition = UserItem.interactions == count
-            except DoesNotExist:
-                count, recent = 0, []
-                condition = UserItem.pk.does_not_exist()
-            UserItem(key).update(
-                actions=[
-                    UserItem.interactions.set(count + 1),
-                    UserItem.recent_categories.set(
-                        (recent + list(categories))[-RECENT_CATEGORIES:]
-                    ),
-                ],
-                condition=condition,
-            )
-            return
+            user.update(actions=actions)
         except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise StorageError(f"user profiles unavailable: {exc.msg}") from exc
-        except PynamoDBException as exc:
-            raise StorageError(f"user profiles unavailable: {exc.msg}") from exc
-    raise StorageError(f"user '{user_id}' is being updated concurrently; retry")
+            if exc.cause_response_code != "ValidationException" or not categories:
+                raise
+            # list_append needs the list: this is the user's first rewarded category.
+            user.update(
+                actions=[
+                    UserItem.interactions.add(1),
+                    UserItem.recent_categories.set(list(categories)[-RECENT_CATEGORIES:]),
+                ]
+            )
+        if len(user.recent_categories or ()) > 2 * RECENT_CATEGORIES:
+            user.update(
+                actions=[
+                    UserItem.recent_categories.set(
+                        list(user.recent_categories)[-RECENT_CATEGORIES:]
+                    )
+                ]
+            )
+    except PynamoDBException as exc:
+        raise StorageError(f"user profiles unavailable: {exc.msg}") from exc

@@ -5,17 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.common.api_models import MAX_REWARDS
-from functions.common.learn_service import Learner
+from functions.common.decision_store import StoredDecision
+from functions.common.learn_service import Learner, LearnReport
 from functions.common.observability import logger, metrics, tracer
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -33,6 +30,8 @@ class QueuedReward(BaseModel):
     value: float | None = None
     final: bool = False
     timestamp: float
+    sent_timestamp: float | None = None
+    reward_id: str | None = Field(None, max_length=64)
 
 
 class RewardMessage(BaseModel):
@@ -52,24 +51,50 @@ def learner() -> Learner:
     return _learner
 
 
+class _Batch:
+    """Events touched by the records of the current invocation, learned once at the end."""
+
+    def __init__(self) -> None:
+        self.touched: dict[str, dict[str, StoredDecision]] = {}
+        self.report = LearnReport()
+
+
+_batch = _Batch()
+
+
 @tracer.capture_method
-def record_handler(record: SQSRecord) -> dict[str, Any]:
-    """Apply one message's rewards; a malformed message fails (and reaches the DLQ in time)."""
+def record_handler(record: SQSRecord) -> None:
+    """Join one message's rewards; a malformed message fails (and reaches the DLQ in time)."""
     message = RewardMessage.model_validate(json.loads(record.body))
-    report = learner().apply_rewards(message.tenant, [r.model_dump() for r in message.rewards])
-    logger.info(
-        "rewards applied",
-        extra={"outcomes": dict(report.outcomes), "events_learned": report.events_learned},
+    touched = learner().join_rewards(
+        message.tenant, [r.model_dump() for r in message.rewards], _batch.report
     )
-    return dict(report.outcomes)
+    _batch.touched.setdefault(message.tenant, {}).update(touched)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Lambda entry point."""
-    response = process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+    """Join every record's rewards, then learn all closed events with one save per policy.
+
+    If learning fails the whole invocation fails and SQS redelivers the batch: joining is
+    idempotent and the events are still open, so nothing is lost or learned twice.
+    """
+    global _batch  # noqa: PLW0603
+    _batch = _Batch()
+    with processor(
+        records=event.get("Records", []), handler=record_handler, lambda_context=context
+    ):
+        processor.process()
+    for tenant, decisions in _batch.touched.items():
+        learner().learn_closable(tenant, decisions.values(), _batch.report)
+    logger.info(
+        "batch done",
+        extra={
+            "outcomes": dict(_batch.report.outcomes),
+            "events_learned": _batch.report.events_learned,
+            "versions": _batch.report.versions,
+        },
     )
-    return dict(response)
+    return dict(processor.response())

@@ -48,8 +48,8 @@ def test_policy_doc_lists_every_spec_field() -> None:
             assert f"`{name}`" in doc, f"docs/policies.md lacks {name}"
 
 
-def test_demo_shows_ctr_rising_above_uniform(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli_main(["demo", "--decisions", "1600"]) == 0
+def test_simulate_shows_ctr_rising_above_uniform(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["simulate", "--decisions", "1600"]) == 0
     output = capsys.readouterr().out
     rows = re.findall(r"│\s+[\d,]+-[\d,]+ │\s+([\d.]+) │\s+([\d.]+) │", output)
     assert len(rows) == 8
@@ -70,3 +70,41 @@ def test_bench_harness_writes_results_and_summary(tmp_path: Path) -> None:
     summary = doc.read_text()
     assert "| for-you >= 85% of oracle CTR, last quarter |" in summary
     assert "| core rank p95 <= 2 ms" in summary
+
+
+def test_committed_openapi_matches_the_routes() -> None:
+    from functions.admin.openapi import openapi_document
+
+    committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    assert committed == openapi_document(), (
+        "docs/openapi.json is stale: python -m functions.admin.openapi > docs/openapi.json"
+    )
+
+
+def test_api_doc_covers_every_route() -> None:
+    from functions.admin.openapi import openapi_document
+
+    doc = (ROOT / "docs" / "api.md").read_text()
+    for path, methods in openapi_document()["paths"].items():
+        for method in methods:
+            assert f"{method.upper()} {path}" in doc, f"docs/api.md lacks {method.upper()} {path}"
+
+
+def test_every_template_route_has_a_handler_route_and_back() -> None:
+    from functions.admin.openapi import openapi_document
+    from local.resources import load_template
+
+    template = load_template()
+    declared = {
+        (event["Properties"]["Method"].lower(), event["Properties"]["Path"])
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::Function"
+        for event in resource["Properties"].get("Events", {}).values()
+        if event["Type"] == "Api"
+    }
+    served = {
+        (method, path)
+        for path, methods in openapi_document()["paths"].items()
+        for method in methods
+    }
+    assert declared == served

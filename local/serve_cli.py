@@ -1,0 +1,146 @@
+"""``serendip serve``: the whole service on this machine, with a banner showing how to call it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from functions.common.auth import SCOPES
+
+if TYPE_CHECKING:
+    from local.stack import LocalStack
+
+
+def rank_example(url: str, api_key: str) -> str:
+    """A shell command that ranks 3 candidates on policy ``for-you``."""
+    body = {
+        "context": {"user": {"cohort": "runners", "device": "ios"}},
+        "user_id": "user-1",
+        "candidates": [
+            {"id": "item-1", "category": "shoes"},
+            {"id": "item-2", "category": "hats"},
+            {"id": "item-3", "category": "socks"},
+        ],
+    }
+    return (
+        f"curl -s -X POST {url}/v1/policies/for-you/rank \\\n"
+        f"  -H {shlex.quote('x-api-key: ' + api_key)} -H 'content-type: application/json' \\\n"
+        f"  -d {shlex.quote(json.dumps(body, separators=(',', ':')))}"
+    )
+
+
+def reward_example(url: str, api_key: str, webhook_secret: str) -> str:
+    """Shell commands that sign and post a click on ``item-1`` of event ``$EVENT``."""
+    return "\n".join(
+        [
+            'BODY="{\\"event_id\\":\\"$EVENT\\",\\"item_id\\":\\"item-1\\",\\"type\\":\\"click\\"}"',
+            "TS=$(date +%s)",
+            'SIG=$(printf \'%s.%s\' "$TS" "$BODY" | openssl dgst -sha256 -hmac '
+            f"{shlex.quote(webhook_secret)} | sed 's/^.* //')",
+            f"curl -s -X POST {url}/v1/rewards -H {shlex.quote('x-api-key: ' + api_key)} \\",
+            "  -H \"x-serendip-signature: t=$TS,v1=$SIG\" -H 'content-type: application/json' "
+            '-d "$BODY"',
+        ]
+    )
+
+
+def python_signature_example(webhook_secret: str) -> str:
+    """A Python one-liner setting ``$SIGNATURE`` to the signature header value for ``$BODY``."""
+    code = (
+        "import hashlib,hmac,sys,time; t=int(time.time()); "
+        "print(f't={t},v1='+hmac.new(sys.argv[1].encode(), f'{t}.'.encode()"
+        "+sys.argv[2].encode(), hashlib.sha256).hexdigest())"
+    )
+    return f'SIGNATURE=$(python3 -c "{code}" {shlex.quote(webhook_secret)} "$BODY")'
+
+
+def _indent(text: str, prefix: str = "    ") -> str:
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+def banner(stack: LocalStack, state_file: Path | None) -> str:
+    """What ``serendip serve`` prints once the stack is up."""
+    from local.state import state_path
+
+    sweeps = ", ".join(f"every {s.interval_seconds:g} s" for s in stack.schedulers) or "off"
+    lines = [
+        "Serendip local stack is up.",
+        "",
+        f"  API             {stack.url}   (OpenAPI: {stack.url}/v1/openapi.json)",
+        f"  API key         {stack.api_key}   (tenant {stack.tenant}; scopes {', '.join(SCOPES)})",
+        f"  webhook secret  {stack.webhook_secret}   (signs POST /v1/rewards)",
+        f"  moto            {stack.moto_endpoint}",
+        f"  sweep           {sweeps}",
+        f"  state file      {state_file or state_path()}",
+        "",
+        "  Rank 3 candidates on policy for-you:",
+        "",
+        _indent(rank_example(stack.url, stack.api_key)),
+        "",
+        "  Reward a shown item: set EVENT to the answer's event_id, then sign and post:",
+        "",
+        _indent("EVENT=evt_...   # from the rank answer"),
+        _indent(reward_example(stack.url, stack.api_key, stack.webhook_secret)),
+        "",
+        '  Or the whole header in Python (then -H "x-serendip-signature: $SIGNATURE"):',
+        "",
+        _indent(python_signature_example(stack.webhook_secret)),
+        "",
+        "  More keys: serendip keys create --tenant T --scopes rank,reward,admin",
+        "  Press Ctrl-C to stop.",
+    ]
+    return "\n".join(lines)
+
+
+def _wait_for_signal() -> None:
+    """Block until SIGINT (Ctrl-C) or SIGTERM; restore the previous handlers."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the local stack until Ctrl-C or SIGTERM."""
+    from local.stack import LocalStack
+
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    stack = LocalStack(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        webhook_secret=args.webhook_secret,
+        sweep_interval=args.sweep_interval,
+        metrics=args.metrics,
+    )
+    try:
+        stack.start()
+    except OSError as error:
+        print(f"serendip serve: cannot start on {args.host}:{args.port}: {error}", file=sys.stderr)
+        return 1
+    try:
+        print(banner(stack, None), flush=True)
+        _wait_for_signal()
+        print("\nstopping...", flush=True)
+    finally:
+        stack.stop()
+    print("stopped", flush=True)
+    return 0

@@ -1,0 +1,371 @@
+"""The embedded stack: the whole service on one laptop, on moto, with the handlers AWS runs.
+
+``LocalStack`` starts moto's server on loopback, points every AWS client of this process at it
+(``AWS_ENDPOINT_URL`` and dummy credentials, set before any client exists), creates every table,
+queue and bucket of ``template.yaml``, seeds the shipped policies for tenant ``demo`` with a key of
+every scope, then runs what AWS would run around the functions:
+
+- an HTTP gateway turning requests into API Gateway proxy events (``local.gateway``),
+- an SQS poller per ``SQS`` event delivering batches to the learner (``local.workers``),
+- a scheduler per ``Schedule`` event (the sweep, every minute unless told otherwise).
+
+While it runs, ``~/.serendip/local.json`` (see ``local.state``) tells other commands where it is.
+
+It changes this process's environment and moto's process-wide backends, so only one stack runs
+per process, and never together with ``mock_aws()``. ``stop()`` puts the environment back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import boto3
+
+from local.gateway import Gateway, GatewayServer, api_routes
+from local.lambda_events import LocalFunction, template_functions
+from local.moto_process import MotoProcess
+from local.resources import DEFAULT_REGION, QUEUE, ROOT, TEMPLATE, load_template, resource_name
+from local.state import LocalState, clear_state, write_state
+from local.workers import (
+    DEFAULT_SWEEP_SECONDS,
+    Scheduler,
+    SqsPoller,
+    queue_sources,
+    rate_seconds,
+    schedule_sources,
+)
+
+log = logging.getLogger("serendip.stack")
+
+DEFAULT_STACK_NAME = "serendip-local"
+DEMO_TENANT = "demo"
+ALL_SCOPES = frozenset({"rank", "reward", "admin"})
+POLICIES_DIR = ROOT / "policies"
+# Locally a failed message comes back after this many seconds, not the queue's 360.
+LOCAL_VISIBILITY_TIMEOUT = 2
+
+
+def moto_environment(endpoint: str, region: str = DEFAULT_REGION) -> dict[str, str | None]:
+    """The environment that points boto3, pynamodb and Powertools at a moto server.
+
+    ``None`` means unset: a named profile would win over the dummy credentials.
+    """
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_PROFILE": None,
+        "AWS_DEFAULT_PROFILE": None,
+    }
+
+
+def _metrics_noise_filter() -> None:
+    """With metrics disabled, Powertools still warns on every invocation that adds none."""
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+
+class LocalStack:
+    """The service on loopback: moto, the API on ``url``, the learner and the sweep."""
+
+    _running: LocalStack | None = None
+    _running_lock = threading.Lock()
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 3000,
+        api_key: str | None = None,
+        webhook_secret: str | None = None,
+        tenant: str = DEMO_TENANT,
+        sweep_interval: float | None = None,
+        visibility_timeout: int = LOCAL_VISIBILITY_TIMEOUT,
+        stack_name: str = DEFAULT_STACK_NAME,
+        template_path: Path = TEMPLATE,
+        policies_dir: Path = POLICIES_DIR,
+        log_level: str | None = None,
+        metrics: bool = False,
+        record_state: bool = True,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.tenant = tenant
+        self.api_key = api_key or "sk_local_" + secrets.token_urlsafe(24)
+        self.webhook_secret = webhook_secret or "whsec_local_" + secrets.token_urlsafe(24)
+        self.sweep_interval = sweep_interval
+        self.visibility_timeout = visibility_timeout
+        self.stack_name = stack_name
+        self.template_path = template_path
+        self.policies_dir = policies_dir
+        self.log_level = log_level or os.environ.get("POWERTOOLS_LOG_LEVEL") or "WARNING"
+        self.metrics = metrics
+        self.record_state = record_state
+        self.region = DEFAULT_REGION
+        self.moto_endpoint = ""
+        self.url = ""
+        self.resources: dict[str, str] = {}
+        self.functions: dict[str, LocalFunction] = {}
+        self.pollers: list[SqsPoller] = []
+        self.schedulers: list[Scheduler] = []
+        self._moto: Any = None
+        self._server: GatewayServer | None = None
+        self._saved_env: dict[str, str | None] = {}
+        self._saved_log_level: int | None = None
+        self._started = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> LocalStack:
+        """Start everything; on any failure, stop what was started and raise."""
+        with LocalStack._running_lock:
+            if LocalStack._running is not None:
+                raise RuntimeError("a LocalStack already runs in this process")
+            LocalStack._running = self
+        self._started = True
+        try:
+            self._start_moto()
+            self._configure_environment()
+            self._create_resources()
+            self._seed()
+            self.functions = self._local_functions()
+            self._start_gateway()
+            self._start_workers()
+            if self.record_state:
+                write_state(self.state())
+        except BaseException:
+            self.stop()
+            raise
+        log.info("local stack up at %s (moto at %s)", self.url, self.moto_endpoint)
+        return self
+
+    def stop(self) -> None:
+        """Stop the gateway, the workers and moto; forget the state file; restore the env."""
+        if not self._started:
+            return
+        self._started = False
+        try:
+            if self._server is not None:
+                self._server.stop()
+                self._server = None
+            for scheduler in self.schedulers:
+                scheduler.stop()
+            for poller in self.pollers:
+                poller.stop()
+            self.schedulers, self.pollers = [], []
+            if self.record_state:
+                clear_state(pid=os.getpid())
+            if self._moto is not None:
+                self._moto.stop()
+                self._moto = None
+        finally:
+            self._restore_environment()
+            with LocalStack._running_lock:
+                LocalStack._running = None
+        log.info("local stack stopped")
+
+    def state(self) -> LocalState:
+        """What the state file records about this stack."""
+        return LocalState(
+            url=self.url,
+            moto_endpoint=self.moto_endpoint,
+            api_key=self.api_key,
+            webhook_secret=self.webhook_secret,
+            pid=os.getpid(),
+            region=self.region,
+            resources=dict(self.resources),
+        )
+
+    # ------------------------------------------------------------ waiting
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Block until every queue is empty and no learn batch is in flight.
+
+        Messages that failed count as not drained until they are learned or reach the DLQ.
+        Raises ``TimeoutError`` after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            depths = [poller.queue_depth() for poller in self.pollers]
+            if all(depth == (0, 0) for depth in depths) and all(p.idle() for p in self.pollers):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"queues not drained after {timeout:.0f} s (visible, in flight): {depths}"
+                )
+            time.sleep(0.05)
+
+    # ------------------------------------------------------------ steps of start()
+
+    def _start_moto(self) -> None:
+        self._moto = MotoProcess("127.0.0.1")
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self.moto_endpoint = f"http://{host}:{port}"
+
+    def _configure_environment(self) -> None:
+        """Point every client of this process at moto, before any client is created."""
+        self._set_env(
+            {
+                **moto_environment(self.moto_endpoint, self.region),
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_SERVICE_NAME": "serendip",
+                "POWERTOOLS_METRICS_NAMESPACE": "Serendip",
+                "POWERTOOLS_METRICS_DISABLED": "false" if self.metrics else "true",
+                "POWERTOOLS_LOG_LEVEL": self.log_level,
+            }
+        )
+        if not self.metrics:
+            _metrics_noise_filter()
+        _reset_aws_state()
+
+    def _create_resources(self) -> None:
+        from local.resources import create_resources
+
+        self.resources = create_resources(self.stack_name, self.template_path)
+        self._set_env(dict(self.resources))
+        _reset_aws_state()
+        # The handlers' Logger may exist already (it reads POWERTOOLS_LOG_LEVEL when built).
+        from functions.common.observability import logger
+
+        self._saved_log_level = logger.log_level
+        logger.setLevel(self.log_level.upper())
+
+    def _seed(self) -> None:
+        from functions.common import policy_store
+        from functions.common.auth import create_key
+
+        policy_store.seed(self.tenant, self.policies_dir)
+        create_key(
+            self.tenant,
+            set(ALL_SCOPES),
+            name="local demo key",
+            api_key=self.api_key,
+            webhook_secret=self.webhook_secret,
+        )
+
+    def _local_functions(self) -> dict[str, LocalFunction]:
+        functions = template_functions(load_template(self.template_path))
+        # The sweep reuses the learner's Learner (and its VW models): event-source functions
+        # share one lock, so they never run at the same time (see LocalFunction).
+        background = threading.Lock()
+        for source in queue_sources(functions):
+            source.function.lock = background
+        for schedule in schedule_sources(functions):
+            schedule.function.lock = background
+        # Powertools' resolvers keep the current request in class state shared by every
+        # resolver in the process (one request per process on Lambda): API functions must
+        # therefore take turns here, or one function could read another's request.
+        api = threading.Lock()
+        for route in api_routes(functions):
+            route.function.lock = api
+        return functions
+
+    def _start_gateway(self) -> None:
+        self._server = GatewayServer(Gateway(api_routes(self.functions)), self.host, self.port)
+        self._server.start()
+        shown = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        self.url = f"http://{shown}:{self._server.port}"
+
+    def _start_workers(self) -> None:
+        sqs = boto3.client("sqs", region_name=self.region)
+        for source in queue_sources(self.functions):
+            name = resource_name(self.stack_name, source.queue, QUEUE)
+            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            poller = SqsPoller(
+                url,
+                source.function.invoke,
+                batch_size=source.batch_size,
+                visibility_timeout=self.visibility_timeout,
+                report_batch_item_failures=source.report_batch_item_failures,
+                client=sqs,
+                name=f"{source.function.name}-poller",
+            )
+            poller.start()
+            self.pollers.append(poller)
+        for schedule in schedule_sources(self.functions):
+            scheduler = Scheduler(
+                self.sweep_interval or _interval(schedule.expression),
+                schedule.function.invoke,
+                name=schedule.name,
+            )
+            scheduler.start()
+            self.schedulers.append(scheduler)
+
+    # ------------------------------------------------------------ environment
+
+    def _set_env(self, values: dict[str, str | None]) -> None:
+        for name, value in values.items():
+            if name not in self._saved_env:
+                self._saved_env[name] = os.environ.get(name)
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def _restore_environment(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env = {}
+        if self._saved_log_level is not None:
+            from functions.common.observability import logger
+
+            logger.setLevel(self._saved_log_level)
+            self._saved_log_level = None
+        _reset_aws_state()
+
+
+def _interval(expression: str) -> float:
+    try:
+        return rate_seconds(expression)
+    except ValueError as error:
+        log.warning("%s; running it every %.0f s", error, DEFAULT_SWEEP_SECONDS)
+        return DEFAULT_SWEEP_SECONDS
+
+
+def _reset_aws_state() -> None:
+    """Forget cached settings, table bindings, clients and the handlers' per-process state."""
+    from functions.common.aws import reset_clients
+    from functions.common.settings import reset_settings
+    from functions.common.tables import unbind
+
+    reset_settings()
+    unbind()
+    reset_clients()
+    # A handler module imported before (tests, a previous stack) keeps services built on the
+    # old backend: drop them as a cold start would. Modules not imported yet have nothing.
+    for module_name, attribute in (
+        ("functions.rank.app", "_service"),
+        ("functions.learn.app", "_learner"),
+    ):
+        module = sys.modules.get(module_name)
+        if module is not None:
+            setattr(module, attribute, None)
+    openapi = sys.modules.get("functions.admin.openapi")
+    if openapi is not None:
+        openapi.openapi_document.cache_clear()
