@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.core_speed import learning_throughput, rank_latency
+from benchmarks.handler_speed import rank_handler_latency
 from benchmarks.machine import describe
 from benchmarks.news import news
 from benchmarks.quality import quality
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             "learning": learning_throughput(events=min(3_000, calls * 2)),
         },
     )
+    print(f"rank handler on moto: {min(calls, 500):,} calls", file=sys.stderr)
+    save("handler_speed", {"rank_handler_moto": rank_handler_latency(calls=min(calls, 500))})
     write_report(args.results, args.doc)
     print(f"done in {time.time() - started:.0f}s; summary in {args.doc}", file=sys.stderr)
     return 0

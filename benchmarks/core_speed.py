@@ -7,14 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from bandit.decision_log import LoggedReward
+from bandit.decision_log import DecisionRecord, LoggedReward
 from bandit.learning import learn_record
 from bandit.ranker import Ranker, RankRequest
 from bandit.simulation import Population
 from bandit.spec import parse_spec
 
 
-def _percentiles(samples: list[float]) -> dict[str, float]:
+def percentiles(samples: list[float]) -> dict[str, float]:
     ms = np.asarray(samples) * 1e3
     return {
         "p50_ms": float(np.percentile(ms, 50)),
@@ -22,6 +22,31 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
         "p99_ms": float(np.percentile(ms, 99)),
         "mean_ms": float(ms.mean()),
     }
+
+
+def logged_events(
+    population: Population,
+    ranker: Ranker,
+    count: int,
+    rng: np.random.Generator,
+    prefix: str,
+) -> list[DecisionRecord]:
+    """Rank ``count`` simulated requests and return their closed records with click rewards."""
+    records = []
+    for t in range(count):
+        request = population.next_request()
+        result = ranker.rank(
+            RankRequest(f"{prefix}{t}", request.context, request.candidates, request.user_id)
+        )
+        ids = [s.item_id for s in result.slots]
+        clicks = population.clicks(request.user_id, ids, rng)
+        rewards = [
+            LoggedReward(item_id=i, type="click", timestamp=population.now + 1)
+            for i, c in zip(ids, clicks, strict=True)
+            if c
+        ]
+        records.append(result.record(ranker.spec, 0).model_copy(update={"rewards": rewards}))
+    return records
 
 
 def rank_latency(
@@ -42,19 +67,7 @@ def rank_latency(
     )
     ranker = Ranker(spec, clock=lambda: population.now)
     rng = np.random.default_rng(seed)
-    for t in range(warmup):
-        request = population.next_request()
-        result = ranker.rank(
-            RankRequest(f"w{t}", request.context, request.candidates, request.user_id)
-        )
-        ids = [s.item_id for s in result.slots]
-        clicks = population.clicks(request.user_id, ids, rng)
-        rewards = [
-            LoggedReward(item_id=i, type="click", timestamp=population.now + 1)
-            for i, c in zip(ids, clicks, strict=True)
-            if c
-        ]
-        record = result.record(spec, 0).model_copy(update={"rewards": rewards})
+    for record in logged_events(population, ranker, warmup, rng, "w"):
         learn_record(ranker.model, record, spec)
     requests = [population.next_request() for _ in range(calls)]
     rank_times: list[float] = []
@@ -71,8 +84,8 @@ def rank_latency(
         "candidates": candidates,
         "slots": slots,
         "calls": calls,
-        "rank": _percentiles(rank_times),
-        "record": _percentiles(record_times),
+        "rank": percentiles(rank_times),
+        "record": percentiles(record_times),
     }
 
 
@@ -82,20 +95,7 @@ def learning_throughput(events: int = 3_000, seed: int = 9) -> dict[str, Any]:
     spec = parse_spec({"name": "bench", "slate_size": 5, "exploration": {"budget": 0.1}})
     ranker = Ranker(spec, clock=lambda: population.now)
     rng = np.random.default_rng(seed)
-    records = []
-    for t in range(events):
-        request = population.next_request()
-        result = ranker.rank(
-            RankRequest(f"l{t}", request.context, request.candidates, request.user_id)
-        )
-        ids = [s.item_id for s in result.slots]
-        clicks = population.clicks(request.user_id, ids, rng)
-        rewards = [
-            LoggedReward(item_id=i, type="click", timestamp=population.now + 1)
-            for i, c in zip(ids, clicks, strict=True)
-            if c
-        ]
-        records.append(result.record(spec, 0).model_copy(update={"rewards": rewards}))
+    records = logged_events(population, ranker, events, rng, "l")
     model = ranker.model
     started = time.perf_counter()
     slot_examples = sum(learn_record(model, record, spec) for record in records)

@@ -140,6 +140,23 @@ def _speed(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _handler(data: dict[str, Any]) -> list[str]:
+    row = data["rank_handler_moto"]
+    rank = row["rank"]
+    return [
+        "## Rank handler on moto",
+        "",
+        f"`functions.rank.app.lambda_handler` with API Gateway proxy events, in process on moto "
+        f"(`mock_aws`): authentication, policy and model, user segment, budget, "
+        f"{row['candidates']} candidates, {row['slots']} slots, decision record written; "
+        f"{row['calls']:,} calls after 20 warm-up calls.",
+        "",
+        "| p50 | p95 | p99 |",
+        "|---|---|---|",
+        f"| {rank['p50_ms']:.2f} ms | {rank['p95_ms']:.2f} ms | {rank['p99_ms']:.2f} ms |",
+    ]
+
+
 def _machine(data: dict[str, Any]) -> list[str]:
     machine = data["machine"]
     return [
@@ -156,11 +173,14 @@ def write_report(results: Path, doc: Path) -> None:
     quality = _load(results, "quality")
     news = _load(results, "news")
     speed = _load(results, "core_speed")
+    handler = _load(results, "handler_speed")
     lines = [HEADER, *_targets(quality, news, speed), ""]
     if quality:
         lines += [*_quality(quality), ""]
     if speed:
         lines += [*_speed(speed), ""]
+    if handler:
+        lines += [*_handler(handler), ""]
     any_result = quality or news or speed
     if any_result:
         lines += [*_machine(any_result), ""]

@@ -48,7 +48,35 @@ class PollerStats:
     errors: int = 0  # handler exceptions and failed SQS calls
 
 
-class SqsPoller:
+class _Worker:
+    """A named background thread that runs ``_run`` until ``stop()``."""
+
+    name: str
+    _stop: threading.Event
+    _thread: threading.Thread | None
+
+    def start(self) -> None:
+        """Start on a background thread."""
+        if self._thread is not None:
+            raise RuntimeError(f"{self.name} is already running")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the call in progress; wait for the thread (up to ``timeout``)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("%s did not stop within %.0f s", self.name, timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class SqsPoller(_Worker):
     """Delivers a queue's messages to a handler in Lambda's SQS event shape, on a thread."""
 
     def __init__(
@@ -87,23 +115,6 @@ class SqsPoller:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ lifecycle
-
-    def start(self) -> None:
-        """Start polling on a background thread."""
-        if self._thread is not None:
-            raise RuntimeError(f"{self.name} is already running")
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop after the current receive or batch; wait for the thread (up to ``timeout``)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("%s did not stop within %.0f s", self.name, timeout)
-            self._thread = None
 
     def idle(self) -> bool:
         """True when no batch is being handled (received, not yet deleted)."""
@@ -281,7 +292,7 @@ def rate_seconds(expression: str) -> float:
     return float(count * _UNIT_SECONDS[unit])
 
 
-class Scheduler:
+class Scheduler(_Worker):
     """Calls a handler with a scheduled event every ``interval_seconds``, on a thread."""
 
     def __init__(
@@ -303,23 +314,6 @@ class Scheduler:
         self.last_result: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Start the schedule (the first call comes one interval from now)."""
-        if self._thread is not None:
-            raise RuntimeError(f"{self.name} is already running")
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop now (a call in progress finishes first; up to ``timeout``)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("%s did not stop within %.0f s", self.name, timeout)
-            self._thread = None
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_seconds):

@@ -5,14 +5,12 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.admin.openapi import openapi_document
 from functions.common import admin_service
-from functions.common.api import handle, principal_of
+from functions.common.api import api_handler, principal_of
 from functions.common.api_models import ItemsBody, RollbackBody
 from functions.common.http import install_error_handlers
-from functions.common.observability import logger, metrics, tracer
 
 router = APIGatewayRouter()
 app = APIGatewayRestResolver(enable_validation=True)
@@ -75,9 +73,4 @@ def put_items(body: Annotated[ItemsBody, Body()]) -> Response[dict[str, Any]]:
 app.include_router(router)
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Lambda entry point."""
-    return handle(app, event, context)
+lambda_handler = api_handler(app)

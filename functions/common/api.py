@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.common.auth import Principal, authenticate
 from functions.common.errors import ServiceError
 from functions.common.http import check_body_size, header, service_error_response
+from functions.common.observability import logger, metrics, tracer
 
 PUBLIC_PATHS = frozenset({"/v1/health", "/v1/openapi.json"})
 
@@ -46,3 +47,18 @@ def principal_of(app: APIGatewayRestResolver) -> Principal:
     if not isinstance(principal, Principal):
         raise RuntimeError("route reached without authentication")
     return principal
+
+
+LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+
+
+def api_handler(app: APIGatewayRestResolver, pre_check: PreCheck | None = None) -> LambdaHandler:
+    """The Lambda entry point of an API function: logging context, metrics, tracing, ``handle``."""
+
+    @logger.inject_lambda_context(clear_state=True)
+    @metrics.log_metrics
+    @tracer.capture_lambda_handler
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return handle(app, event, context, pre_check)
+
+    return lambda_handler

@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, UpdateError
+from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from bandit.decision_log import DecisionRecord, LoggedReward
@@ -165,14 +166,8 @@ def add_rewards(
     condition = DecisionItem.pk.exists() & (DecisionItem.status == "open")
     for rid in new_ids:
         condition &= ~DecisionItem.reward_ids.contains(rid)
-    try:
-        item.update(actions=actions, condition=condition)
+    if _update_if(item, actions, condition):
         return outcomes, _stored(item)
-    except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
-            raise StorageError(f"decision store unavailable: {exc.msg}") from exc
-    except PynamoDBException as exc:
-        raise StorageError(f"decision store unavailable: {exc.msg}") from exc
     return _add_rewards_after_reading(key, event_id, rewards)
 
 
@@ -192,16 +187,23 @@ def _add_rewards_after_reading(
         condition = DecisionItem.status == item.status
         for rid in new_ids:
             condition &= ~DecisionItem.reward_ids.contains(rid)
-        try:
-            item.update(actions=actions, condition=condition)
+        if _update_if(item, actions, condition):
             return outcomes, _stored(item)
-        except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise StorageError(f"decision store unavailable: {exc.msg}") from exc
-            # A concurrent delivery or a close got there first: decide again from fresh state.
-        except PynamoDBException as exc:
-            raise StorageError(f"decision store unavailable: {exc.msg}") from exc
+        # A concurrent delivery or a close got there first: decide again from fresh state.
     raise StorageError(f"event '{event_id}' is being updated concurrently; retry")
+
+
+def _update_if(item: DecisionItem, actions: list[Action], condition: Condition) -> bool:
+    """Apply ``actions`` if ``condition`` holds; False when it does not."""
+    try:
+        item.update(actions=actions, condition=condition)
+        return True
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise StorageError(f"decision store unavailable: {exc.msg}") from exc
+    except PynamoDBException as exc:
+        raise StorageError(f"decision store unavailable: {exc.msg}") from exc
 
 
 def _reward_actions(

@@ -5,12 +5,11 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.common.api import handle, principal_of
+from functions.common.api import api_handler, principal_of
 from functions.common.api_models import RankBody
 from functions.common.http import install_error_handlers
-from functions.common.observability import logger, metrics, tracer
+from functions.common.observability import tracer
 from functions.common.rank_service import RankService
 
 router = APIGatewayRouter()
@@ -41,9 +40,4 @@ def rank(policy: str, body: Annotated[RankBody, Body()]) -> Response[dict[str, A
 app.include_router(router)
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Lambda entry point."""
-    return handle(app, event, context)
+lambda_handler = api_handler(app)

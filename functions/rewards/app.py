@@ -4,13 +4,12 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common import reward_service
-from functions.common.api import handle, principal_of
+from functions.common.api import api_handler, principal_of
 from functions.common.auth import Principal, verify_signature
 from functions.common.http import header, install_error_handlers, raw_body
-from functions.common.observability import logger, metrics, tracer
+from functions.common.observability import tracer
 
 SIGNATURE_HEADER = "x-serendip-signature"
 router = APIGatewayRouter()
@@ -60,9 +59,4 @@ def _verify_webhook(event: dict[str, Any], principal: Principal) -> None:
 app.include_router(router)
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Lambda entry point."""
-    return handle(app, event, context, pre_check=_verify_webhook)
+lambda_handler = api_handler(app, pre_check=_verify_webhook)

@@ -10,7 +10,6 @@ import pytest
 
 from bandit.decision_log import DecisionRecord
 from bandit.spec import PolicySpec
-from benchmarks.__main__ import main as bench_main
 from local.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,19 +56,6 @@ def test_simulate_shows_ctr_rising_above_uniform(capsys: pytest.CaptureFixture[s
     last_policy, last_uniform = map(float, rows[-1])
     assert last_policy > first_policy
     assert last_policy > 2 * last_uniform
-
-
-def test_bench_harness_writes_results_and_summary(tmp_path: Path) -> None:
-    doc = tmp_path / "benchmarks.md"
-    assert bench_main(["--quick", "--results", str(tmp_path), "--doc", str(doc)]) == 0
-    quality = json.loads((tmp_path / "quality.json").read_text())
-    assert set(quality["policies"]) >= {"for-you", "explore", "uniform-random", "oracle"}
-    assert quality["policies"]["oracle"]["oracle_ratio_last_quarter"] == 1.0
-    speed = json.loads((tmp_path / "core_speed.json").read_text())
-    assert speed["rank_100x10"]["rank"]["p95_ms"] > 0
-    summary = doc.read_text()
-    assert "| for-you >= 85% of oracle CTR, last quarter |" in summary
-    assert "| core rank p95 <= 2 ms" in summary
 
 
 def test_committed_openapi_matches_the_routes() -> None:
