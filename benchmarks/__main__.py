@@ -10,7 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bakeoff import ENCODINGS, bakeoff, run_count
 from benchmarks.core_speed import learning_throughput, rank_latency
+from benchmarks.estimator_coverage import coverage
 from benchmarks.handler_speed import rank_handler_latency
 from benchmarks.machine import describe
 from benchmarks.news import news
@@ -63,6 +65,17 @@ def main(argv: list[str] | None = None) -> int:
             "rank_100x10": rank_latency(calls=calls, warmup=min(1_000, calls)),
             "learning": learning_throughput(events=min(3_000, calls * 2)),
         },
+    )
+    seeds = 20 if args.quick else 200
+    print(f"estimator coverage: {seeds} seeds", file=sys.stderr)
+    save("estimator_coverage", coverage(seeds=seeds, n=500 if args.quick else 2_000))
+    datasets = ("wine",) if args.quick else ("digits", "wine", "breast_cancer")
+    shuffles = 1 if args.quick else 10
+    runs = run_count(datasets, shuffles, tuple(ENCODINGS))
+    print(f"bake-off: {', '.join(datasets)}, {shuffles} shuffles", file=sys.stderr)
+    save(
+        "bakeoff",
+        bakeoff(datasets, shuffles=shuffles, progress=_progress("learner runs", runs)),
     )
     print(f"rank handler on moto: {min(calls, 500):,} calls", file=sys.stderr)
     save("handler_speed", {"rank_handler_moto": rank_handler_latency(calls=min(calls, 500))})

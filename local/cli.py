@@ -4,6 +4,7 @@
 - ``serendip simulate``: the same population against the core in process (fast, no stack).
 - ``serendip serve``: the whole service on this machine (moto, the HTTP API, learner, sweep).
 - ``serendip keys create``: an API key for a tenant, on the running local stack or on AWS.
+- ``serendip export`` / ``serendip evaluate``: the decision log out, and offline evaluation.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from rich.console import Console
 
 from local.demo import demo
 from local.keys_cli import keys_create, parse_scopes
+from local.logs_cli import add_parsers as add_log_parsers
+from local.logs_cli import evaluate_command, export
 from local.serve_cli import serve
 from local.simulate_cli import simulate
 
@@ -111,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(commands)
     _add_serve(commands)
     _add_keys(commands)
+    add_log_parsers(commands)
     return parser
 
 
@@ -128,6 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not 0 <= args.port <= 65535:
             parser.error("--port must be between 0 and 65535")
         return serve(args)
+    if args.command == "export":
+        return export(args)
+    if args.command == "evaluate":
+        return evaluate_command(args, Console())
     if args.command == "keys" and args.keys_command == "create":
         return keys_create(args)
     parser.error(f"unknown command {args.command}")

@@ -61,7 +61,9 @@ def _set_environment(values: dict[str, str | None]) -> None:
             os.environ[name] = value
 
 
-def configure_target(stack_name: str | None) -> str:
+def configure_target(
+    stack_name: str | None, required: str = "KEYS_TABLE", command: str = "serendip keys"
+) -> str:
     """Point this process at the stack to act on; returns a description of it.
 
     ``--stack NAME`` -> that CloudFormation stack's outputs; else a running local stack (its state
@@ -90,10 +92,10 @@ def configure_target(stack_name: str | None) -> str:
                     file=sys.stderr,
                 )
             target = "the ambient AWS configuration"
-    if not os.environ.get("KEYS_TABLE"):
+    if not os.environ.get(required):
         raise SystemExit(
-            f"serendip keys: no keys table for {target}; start `serendip serve`, "
-            "pass --stack NAME, or set KEYS_TABLE"
+            f"{command}: no {required} for {target}; start `serendip serve`, "
+            f"pass --stack NAME, or set {required}"
         )
     reset_settings()
     unbind()

@@ -1,13 +1,13 @@
-"""Admin API: policies, model versions and rollback, the item catalog, health, OpenAPI."""
+"""Admin API: policies, model versions and rollback, metrics, the item catalog, health, OpenAPI."""
 
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from functions.admin.openapi import openapi_document
-from functions.common import admin_service
+from functions.common import admin_service, metrics_service
 from functions.common.api import api_handler, principal_of
 from functions.common.api_models import ItemsBody, RollbackBody
 from functions.common.http import install_error_handlers
@@ -61,6 +61,21 @@ def list_models(policy: str) -> Response[dict[str, Any]]:
 def rollback(policy: str, body: Annotated[RollbackBody, Body()]) -> Response[dict[str, Any]]:
     """Make a kept version the head again (scope ``admin``)."""
     return _json(admin_service.rollback(principal_of(app), policy, body.version))
+
+
+@router.get("/v1/policies/<policy>/metrics", summary="Product metrics", tags=["metrics"])
+def policy_metrics(
+    policy: str,
+    since: Annotated[str | None, Query(description="unix seconds; default until - 24 h")] = None,
+    until: Annotated[str | None, Query(description="unix seconds, exclusive; default now")] = None,
+    segment: Annotated[str | None, Query(description="one user-maturity segment")] = None,
+) -> Response[dict[str, Any]]:
+    """CTR, conversion, coverage, diversity, serendipity, cold start, fairness (any scope)."""
+    return _json(
+        metrics_service.policy_metrics(
+            principal_of(app), policy, since=since, until=until, segment=segment
+        )
+    )
 
 
 @router.put("/v1/items", summary="Upsert catalog items", tags=["items"])

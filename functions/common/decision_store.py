@@ -228,7 +228,8 @@ def _reward_actions(
             continue
         seen.add(rid)
         new_ids.append(rid)
-        entry = {k: reward.get(k) for k in ("item_id", "type", "value", "timestamp", "final")}
+        entry = {k: reward.get(k) for k in ("item_id", "type", "value", "timestamp")}
+        entry["final"] = bool(reward.get("final", False))
         entries.append({**entry, "late": not open_event})
         items.add(str(reward["item_id"]))
         final = final or bool(reward.get("final"))

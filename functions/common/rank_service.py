@@ -70,6 +70,7 @@ class RankService:
 
     def rank(self, tenant: str, policy: str, body: RankBody) -> dict[str, Any]:
         """Draw a slate and log the decision; returns the response body."""
+        started = time.perf_counter()
         stored = self._policy(tenant, policy)
         spec = stored.spec
         cached, degraded = self.models.get(tenant, policy, spec, stored.head_version)
@@ -105,6 +106,8 @@ class RankService:
         metrics.add_metric(
             name="ExploredSlots", unit="Count", value=sum(s.explored for s in result.slots)
         )
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        metrics.add_metric(name="RankLatency", unit="Milliseconds", value=elapsed_ms)
         return {
             "event_id": result.request.event_id,
             "policy": policy,

@@ -22,3 +22,9 @@ def test_bench_harness_writes_results_and_summary(tmp_path: Path) -> None:
     handler = json.loads((tmp_path / "handler_speed.json").read_text())
     assert handler["rank_handler_moto"]["rank"]["p95_ms"] > 0
     assert "## Rank handler on moto" in summary
+    coverage = json.loads((tmp_path / "estimator_coverage.json").read_text())
+    assert set(coverage["methods"]) >= {"ips", "snips", "dr"}
+    assert "| SNIPS 95% interval covers the true value in >= 90% of seeds |" in summary
+    bake = json.loads((tmp_path / "bakeoff.json").read_text())
+    assert "wine" in bake["datasets"]
+    assert "## Contextual Bandit Bake-off" in summary

@@ -46,6 +46,7 @@ ROUTES = {
     ("PUT", "/v1/policies/{policy}"): "AdminFunction",
     ("GET", "/v1/policies/{policy}/models"): "AdminFunction",
     ("POST", "/v1/policies/{policy}/rollback"): "AdminFunction",
+    ("GET", "/v1/policies/{policy}/metrics"): "AdminFunction",
     ("PUT", "/v1/items"): "AdminFunction",
     ("GET", "/v1/health"): "AdminFunction",
     ("GET", "/v1/openapi.json"): "AdminFunction",
