@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 FUNCTION_BUILDS := build-RankFunction build-RewardsFunction build-LearnFunction \
 	build-SweepFunction build-AdminFunction
 
-.PHONY: demo serve test lint unit bench setup clean build $(FUNCTION_BUILDS)
+.PHONY: demo serve test lint unit bench setup clean build browser $(FUNCTION_BUILDS)
 
 demo: $(STAMP)
 	$(BIN)/serendip demo
@@ -15,7 +15,7 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/serendip serve
 
-test: $(STAMP) lint
+test: $(STAMP) lint browser
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -30,6 +30,12 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Debian's chromium renders the HTML report in tests/e2e/test_report_browser.py (CI runs as root
+# with the package registries reachable); no browser download of its own.
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 setup: $(STAMP)
 

@@ -36,11 +36,19 @@ class PopularityPrior:
     [0.279, 0.071, 0.175]
     """
 
-    def __init__(self, stats: Mapping[str, ItemStats], smoothing: float = 20.0) -> None:
+    def __init__(
+        self,
+        stats: Mapping[str, ItemStats],
+        smoothing: float = 20.0,
+        totals: ItemStats | None = None,
+    ) -> None:
         self.stats = dict(stats)
         self.smoothing = smoothing
-        self._impressions = sum(s.impressions for s in self.stats.values())
-        self._rewards = sum(s.reward for s in self.stats.values())
+        # ``totals`` covers every item; without it the global rate is that of ``stats`` alone.
+        self._impressions = (
+            totals.impressions if totals else sum(s.impressions for s in self.stats.values())
+        )
+        self._rewards = totals.reward if totals else sum(s.reward for s in self.stats.values())
 
     @property
     def global_rate(self) -> float:

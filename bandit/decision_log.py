@@ -108,6 +108,7 @@ class DecisionRecord(_Record):
     constraints: Constraints = Constraints()
     deferred: bool = False
     activated: bool = True
+    learned_version: int | None = None
 
     def shown_ids(self) -> list[str]:
         """Item ids of the slate in position order."""

@@ -3,7 +3,8 @@
 Each candidate policy replays the decision log in time order with a fresh model: for every
 logged event it first computes the probability it would have given each logged slot (its own
 scores, exploration rate, masks and discovery slots, conditional on the logged earlier slots),
-then learns the event from the log. Those probabilities against the logged ones give
+then learns the event from the log, when the logging policy learned it (see
+``_LearningSchedule``). Those probabilities against the logged ones give
 importance weights for off-policy estimates:
 
 - first slot: unbiased value of the first slot (SNIPS over events);
@@ -95,6 +96,9 @@ def slot_probabilities(ranker: Ranker, record: DecisionRecord) -> list[float]:
     )
     slots = sorted(record.slate, key=lambda s: s.position)
     rate, discovery = _segment_rate(spec, record.segment, len(slots))
+    if spec.budget_for(record.segment) == record.exploration.budget:
+        # Same target: the pacing controller would have been in the logged state.
+        rate = record.exploration.rate
     chosen: list[int] = []
     probabilities: list[float] = []
     for slot in slots:
@@ -163,16 +167,20 @@ def _replay(
     rewards = np.zeros((len(records), width))
     logged = np.ones((len(records), width))
     target = np.ones((len(records), width))
+    values = [_slot_rewards(record, spec) for record in records]
+    schedule = _LearningSchedule(records)
     unsupported = 0
     for i, record in enumerate(records):
+        for j in schedule.due_before(record):
+            observe(ranker, records[j], values[j])
         probabilities = slot_probabilities(ranker, record)
-        slot_values = _slot_rewards(record, spec)
         count = len(probabilities)
         target[i, :count] = probabilities
         logged[i, :count] = [s.probability for s in sorted(record.slate, key=lambda s: s.position)]
-        rewards[i, :count] = slot_values
+        rewards[i, :count] = values[i]
         unsupported += any(p == 0.0 for p in probabilities)
-        observe(ranker, record, slot_values)
+        if schedule.progressive:
+            observe(ranker, record, values[i])
     return PolicyValue(
         name=name,
         first_slot=estimate(rewards[:, 0], logged[:, 0], target[:, 0], method="snips", alpha=alpha),
@@ -180,3 +188,35 @@ def _replay(
         events=len(records),
         unsupported=unsupported,
     )
+
+
+class _LearningSchedule:
+    """When each logged event is learned during the replay.
+
+    Logs from the stack carry, per event, the model version that first included it
+    (``learned_version``) and the version that served it (``model_version``): an event is learned
+    just before the first event served by a version that includes it, so a candidate sees the
+    data the logging policy had, with the same delay. Logs without versions learn each event
+    right after scoring it (progressive validation).
+    """
+
+    def __init__(self, records: Sequence[DecisionRecord]) -> None:
+        self.progressive = all(record.learned_version is None for record in records)
+        learned = [i for i, r in enumerate(records) if r.learned_version is not None]
+        self._order = sorted(learned, key=lambda i: (records[i].learned_version, i))
+        self._records = records
+        self._next = 0
+
+    def due_before(self, record: DecisionRecord) -> list[int]:
+        """Indices of the events the model that served ``record`` had learned, not yet replayed."""
+        if self.progressive:
+            return []
+        due = []
+        while self._next < len(self._order):
+            index = self._order[self._next]
+            version = self._records[index].learned_version
+            if version is None or version > record.model_version:
+                break
+            due.append(index)
+            self._next += 1
+        return due

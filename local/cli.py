@@ -5,6 +5,7 @@
 - ``serendip serve``: the whole service on this machine (moto, the HTTP API, learner, sweep).
 - ``serendip keys create``: an API key for a tenant, on the running local stack or on AWS.
 - ``serendip export`` / ``serendip evaluate``: the decision log out, and offline evaluation.
+- ``serendip report``: an HTML page of plots and metrics from an exported decision log.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from local.demo import demo
 from local.keys_cli import keys_create, parse_scopes
 from local.logs_cli import add_parsers as add_log_parsers
 from local.logs_cli import evaluate_command, export
+from local.report_cli import DEFAULT_REPORT, report_command
+from local.report_cli import add_parser as add_report_parser
 from local.serve_cli import serve
 from local.simulate_cli import simulate
 
@@ -52,6 +55,12 @@ def _add_demo(commands: Any) -> None:
         "--seconds", type=_positive, default=90.0, help="stop serving after this long"
     )
     demo_parser.add_argument("--seed", type=int, default=1, help="simulation seed")
+    demo_parser.add_argument(
+        "--report",
+        type=Path,
+        default=DEFAULT_REPORT,
+        help=f"write the HTML report of the run here (default {DEFAULT_REPORT})",
+    )
 
 
 def _add_simulate(commands: Any) -> None:
@@ -115,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_keys(commands)
     add_log_parsers(commands)
+    add_report_parser(commands)
     return parser
 
 
@@ -125,7 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("demo", "simulate") and args.decisions < 8:
         parser.error("--decisions must be at least 8")
     if args.command == "demo":
-        return demo(args.policy, args.decisions, args.seconds, args.seed, Console())
+        return demo(
+            args.policy, args.decisions, args.seconds, args.seed, Console(), report=args.report
+        )
     if args.command == "simulate":
         return simulate(args.decisions, args.policy, args.seed, Console())
     if args.command == "serve":
@@ -136,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return export(args)
     if args.command == "evaluate":
         return evaluate_command(args, Console())
+    if args.command == "report":
+        return report_command(args)
     if args.command == "keys" and args.keys_command == "create":
         return keys_create(args)
     parser.error(f"unknown command {args.command}")

@@ -4,7 +4,9 @@ It starts the local stack, then for each simulated request ranks over HTTP, lets
 user click with its known probabilities, and reports every shown item to the signed webhook
 (click value 1 or 0), which closes the event so the learner picks it up from the queue. A
 uniform-random baseline is scored on the same requests. Ranks and reward posts run a few at a
-time, as an app's traffic would.
+time, as an app's traffic would. At the end, once the queues are drained, the report of the
+stack's decision log (``local.report``) is written to ``report`` (default
+``serendip-report.html``) before the stack stops.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -143,8 +146,34 @@ def run_demo(
     return run
 
 
-def demo(policy: str, decisions: int, seconds: float, seed: int, console: Console) -> int:
-    """Start the local stack and show ``policy`` learning through the HTTP API."""
+def _write_report(stack: Any, path: Path, console: Console) -> Path | None:
+    """Drain the queues (rewards reach the log), then write the stack's report to ``path``."""
+    from local.report_cli import write_live_report
+
+    try:
+        stack.drain(timeout=60.0)
+    except TimeoutError as error:
+        console.print(f"[yellow]report: {error}; some rewards may be missing[/yellow]")
+    try:
+        return write_live_report(path, stack.tenant)
+    except Exception as error:  # the demo's result stands without its report
+        console.print(f"[red]report: could not write {path}: {error}[/red]")
+        return None
+
+
+def demo(
+    policy: str,
+    decisions: int,
+    seconds: float,
+    seed: int,
+    console: Console,
+    *,
+    report: Path | None = Path("serendip-report.html"),
+) -> int:
+    """Start the local stack and show ``policy`` learning through the HTTP API.
+
+    ``report``: where to write the HTML report at the end (None: none).
+    """
     from local.stack import LocalStack
 
     console.print(
@@ -166,6 +195,7 @@ def demo(policy: str, decisions: int, seconds: float, seed: int, console: Consol
                 progress=lambda done: bar.update(task, completed=done),
             )
         models = client.request("GET", f"/v1/policies/{policy}/models").body or {}
+        written = None if report is None else _write_report(stack, report, console)
     console.print(ctr_table(policy, run.windows(6)))
     versions = models.get("versions") or [{}]
     failures = ", ".join(f"{kind}: {count}" for kind, count in run.failures.items())
@@ -180,4 +210,6 @@ def demo(policy: str, decisions: int, seconds: float, seed: int, console: Consol
         f"CTR went from {first[2]:.3f} to {last[2]:.3f}; uniform random stayed near "
         f"{sum(run.baseline_clicks) / max(1, sum(run.slots)):.3f}."
     )
+    if written is not None:
+        console.print(f"report (open it in a browser): {written}")
     return 0 if run.errors == 0 else 1

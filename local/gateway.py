@@ -13,7 +13,7 @@ proxy response gets 502.
 
 Requests are served on threads, but each function runs one event at a time (``LocalFunction``
 holds a lock), like one warm Lambda instance: the handlers cache Vowpal Wabbit workspaces, which
-are not thread-safe.
+are not thread-safe. GET ``pages`` (``/dashboard``) are the gateway's own, before any route.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import base64
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -77,6 +77,9 @@ class Reply:
     body: bytes
 
 
+Page = Callable[[], Reply]
+
+
 def json_reply(status: int, body: Any, headers: Iterable[tuple[str, str]] = ()) -> Reply:
     """A JSON response."""
     return Reply(
@@ -124,8 +127,9 @@ def proxy_reply(response: Any) -> Reply:
 class Gateway:
     """Dispatches requests to the functions; the HTTP server is ``GatewayServer``."""
 
-    def __init__(self, routes: list[Route]) -> None:
+    def __init__(self, routes: list[Route], pages: Mapping[str, Page] | None = None) -> None:
         self.routes = routes
+        self.pages = dict(pages or {})
         self._in_flight = 0
         self._idle = threading.Condition()
 
@@ -146,6 +150,9 @@ class Gateway:
         """Answer one request; a handler that raises or misbehaves gets a 5xx, not an exception."""
         parts = urlsplit(target)
         path = unquote(parts.path) or "/"
+        page = self.pages.get(path) if method in ("GET", "HEAD") else None
+        if page is not None:
+            return self._tracked(page)
         route, allowed = self.find(method, path)
         if route is None:
             if allowed:
@@ -159,14 +166,17 @@ class Gateway:
             path,
             resource=route.path,
             body=body,
-            headers=_header_map(headers),
+            headers=dict(headers),  # as API Gateway: the last value of a repeated header
             query=parts.query,
         )
         _add_multi_value_headers(event, headers)
+        return self._tracked(lambda: self._invoke(route, event))
+
+    def _tracked(self, answer: Page) -> Reply:
         with self._idle:
             self._in_flight += 1
         try:
-            return self._invoke(route, event)
+            return answer()
         finally:
             with self._idle:
                 self._in_flight -= 1
@@ -188,14 +198,9 @@ class Gateway:
             return error_reply(502, "bad_gateway", "malformed Lambda proxy response")
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait until no request is being handled; False on timeout."""
+        """Wait until no request (or page) is being handled; False on timeout."""
         with self._idle:
             return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
-
-
-def _header_map(headers: list[tuple[str, str]]) -> dict[str, str]:
-    """Single-value headers as API Gateway passes them (the last value of a repeated header)."""
-    return dict(headers)
 
 
 def _add_multi_value_headers(event: dict[str, Any], headers: list[tuple[str, str]]) -> None:

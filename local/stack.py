@@ -7,7 +7,9 @@ every scope, then runs what AWS would run around the functions:
 
 - an HTTP gateway turning requests into API Gateway proxy events (``local.gateway``),
 - an SQS poller per ``SQS`` event delivering batches to the learner (``local.workers``),
-- a scheduler per ``Schedule`` event (the sweep, every minute unless told otherwise).
+- a scheduler per ``Schedule`` event (the sweep, every minute unless told otherwise),
+- ``GET /dashboard``: the report of the tenant's decision log, live (``local.report_cli``; no
+  API key, as the stack serves loopback; the gateway answers it, no Lambda does).
 
 While it runs, ``~/.serendip/local.json`` (see ``local.state``) tells other commands where it is.
 
@@ -284,7 +286,11 @@ class LocalStack:
         return functions
 
     def _start_gateway(self) -> None:
-        self._server = GatewayServer(Gateway(api_routes(self.functions)), self.host, self.port)
+        from local.report_cli import DASHBOARD_PATH, dashboard_reply
+
+        pages = {DASHBOARD_PATH: lambda: dashboard_reply(self.tenant)}
+        gateway = Gateway(api_routes(self.functions), pages)
+        self._server = GatewayServer(gateway, self.host, self.port)
         self._server.start()
         shown = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
         self.url = f"http://{shown}:{self._server.port}"

@@ -136,8 +136,15 @@ def _popularity_pk(tenant: str, policy: str, item_id: str) -> str:
     return f"{tenant}#{policy}#pop#{shard % POPULARITY_SHARDS}"
 
 
+def _totals_key(tenant: str, policy: str) -> tuple[str, str]:
+    return f"{tenant}#{policy}#pop#totals", "all"
+
+
 def add_popularity(tenant: str, policy: str, outcomes: Mapping[str, tuple[int, float]]) -> None:
-    """Add (impressions, reward) per item, one update per item."""
+    """Add (impressions, reward) per item, one update per item, and once to the policy totals.
+
+    The totals cell takes one update per learned batch, not per request, so it is not hot.
+    """
     bind()
     try:
         for item_id, (impressions, reward) in outcomes.items():
@@ -147,18 +154,34 @@ def add_popularity(tenant: str, policy: str, outcomes: Mapping[str, tuple[int, f
                     CounterItem.reward.add(reward),
                 ]
             )
+        if outcomes:
+            CounterItem(*_totals_key(tenant, policy)).update(
+                actions=[
+                    CounterItem.impressions.add(sum(i for i, _ in outcomes.values())),
+                    CounterItem.reward.add(sum(r for _, r in outcomes.values())),
+                ]
+            )
     except PynamoDBException as exc:
         raise StorageError(f"popularity counters unavailable: {exc.msg}") from exc
 
 
-def popularity(tenant: str, policy: str, item_ids: Iterable[str]) -> dict[str, ItemStats]:
-    """Impressions and reward of the given items (unknown items are left out)."""
+def popularity(
+    tenant: str, policy: str, item_ids: Iterable[str]
+) -> tuple[dict[str, ItemStats], ItemStats | None]:
+    """Impressions and reward of the given items (unknown ones left out), and the totals."""
     bind()
+    totals_key = _totals_key(tenant, policy)
     keys = [(_popularity_pk(tenant, policy, item_id), item_id) for item_id in set(item_ids)]
     try:
-        return {
-            cell.sk: ItemStats(float(cell.impressions), float(cell.reward))
-            for cell in CounterItem.batch_get(keys)
-        }
+        cells = list(CounterItem.batch_get([*keys, totals_key]))
     except PynamoDBException as exc:
         raise StorageError(f"popularity counters unavailable: {exc.msg}") from exc
+    stats: dict[str, ItemStats] = {}
+    totals: ItemStats | None = None
+    for cell in cells:
+        value = ItemStats(float(cell.impressions), float(cell.reward))
+        if (cell.pk, cell.sk) == totals_key:
+            totals = value
+        else:
+            stats[cell.sk] = value
+    return stats, totals

@@ -102,7 +102,14 @@ def put(tenant: str, record: DecisionRecord, *, wait_seconds: int) -> None:
 def _decode(item: DecisionItem) -> DecisionRecord:
     record = DecisionRecord.model_validate_json(zlib.decompress(bytes(item.record)))
     rewards = [LoggedReward.model_validate(dict(reward)) for reward in item.rewards or []]
-    return record.model_copy(update={"rewards": rewards, "activated": bool(item.activated)})
+    learned = None if item.learned_version is None else int(item.learned_version)
+    return record.model_copy(
+        update={
+            "rewards": rewards,
+            "activated": bool(item.activated),
+            "learned_version": learned,
+        }
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,8 +165,8 @@ class RankService:
         if not (needs_prior or needs_impressions):
             return PopularityPrior({}, smoothing)
         try:
-            stats = counters.popularity(tenant, spec.name, [c.id for c in candidates])
+            stats, totals = counters.popularity(tenant, spec.name, [c.id for c in candidates])
         except StorageError as exc:
             logger.warning("popularity unavailable", extra={"error": exc.detail})
-            stats = {}
-        return PopularityPrior(stats, smoothing)
+            stats, totals = {}, None
+        return PopularityPrior(stats, smoothing, totals)

@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 
-from functions.common import decision_store, model_store
+from functions.common import counters, decision_store, model_store
 from functions.common.auth import NewKey
 from functions.common.learn_service import Learner
 from functions.learn.app import lambda_handler as learn_handler
@@ -85,6 +85,10 @@ def test_rank_reward_learn_loop_learns_each_event_once(
     assert [v.version for v in versions] == [1]
     assert versions[0].events_learned == 1
     assert versions[0].examples_learned == 5
+    # And the popularity counters hold the shown items and the policy totals
+    stats, totals = counters.popularity("acme", "for-you", [s["id"] for s in first["slate"]])
+    assert sorted(stats) == sorted(s["id"] for s in first["slate"])
+    assert totals is not None and (totals.impressions, totals.reward) == (5.0, 5.0)
     # And the next rank serves the new head
     assert rank(api)["model_version"] == 1
 
