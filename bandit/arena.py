@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from bandit.coldstart import PopularityPrior
-from bandit.decision_log import LoggedReward
+from bandit.decision_log import DecisionRecord, LoggedReward
 from bandit.learning import learn_record
 from bandit.ranker import Ranker, RankRequest, RankResult
 from bandit.simulation import Population, SimRequest
@@ -76,16 +76,24 @@ class BanditContender:
             event_id,
         )
 
-    def observe(self, request: SimRequest, choice: Choice, clicks: Sequence[bool]) -> None:
-        """Close the event: attach click rewards to its record and learn every slot."""
-        result = self._pending.pop(choice.event_id)
+    def closed_record(
+        self, request: SimRequest, choice: Choice, clicks: Sequence[bool]
+    ) -> DecisionRecord:
+        """The decision record of a chosen slate, with its click rewards attached."""
+        result = self._pending[choice.event_id]
         record = result.record(self.spec, self.ranker.model.events_learned)
         rewards = [
             LoggedReward(item_id=item, type="click", timestamp=request.timestamp + 1.0)
             for item, clicked in zip(choice.item_ids, clicks, strict=True)
             if clicked
         ]
-        learn_record(self.ranker.model, record.model_copy(update={"rewards": rewards}), self.spec)
+        return record.model_copy(update={"rewards": rewards})
+
+    def observe(self, request: SimRequest, choice: Choice, clicks: Sequence[bool]) -> None:
+        """Close the event: attach click rewards to its record and learn every slot."""
+        record = self.closed_record(request, choice, clicks)
+        del self._pending[choice.event_id]
+        learn_record(self.ranker.model, record, self.spec)
         for item, clicked in zip(choice.item_ids, clicks, strict=True):
             self.ranker.prior.observe(item, 1.0, float(clicked))
 
@@ -231,3 +239,26 @@ def intra_list_diversity(categories: Sequence[str | None]) -> float:
         return 0.0
     same = sum(count * (count - 1) for count in Counter(categories).values())
     return 1.0 - same / (n * (n - 1))
+
+
+def simulated_logs(
+    spec: PolicySpec, events: int, *, seed: int = 3, candidates: int = 20
+) -> list[DecisionRecord]:
+    """Decision logs of ``spec`` learning online on a simulated population, with click rewards.
+
+    >>> from bandit.spec import PolicySpec
+    >>> logs = simulated_logs(PolicySpec(name="demo", slate_size=2), 3)
+    >>> [len(record.slate) for record in logs]
+    [2, 2, 2]
+    """
+    population = Population(seed=seed, candidates=candidates)
+    contender = BanditContender(spec)
+    rng = np.random.default_rng(seed)
+    logs = []
+    for t in range(events):
+        request = population.next_request()
+        choice = contender.choose(request, f"{spec.name}-{t}", spec.slate_size)
+        clicks = population.clicks(request.user_id, choice.item_ids, rng)
+        logs.append(contender.closed_record(request, choice, clicks))
+        contender.observe(request, choice, clicks)
+    return logs

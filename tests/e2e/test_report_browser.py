@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from bandit.arena import simulated_logs
 from local.client import SerendipClient
 from local.demo import run_demo
 from local.report import PLOT_IDS, build_report
 from local.stack import LocalStack
-from tests.unit.test_report import SPECS, simulated_logs
+from tests.unit.test_report import SPECS
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from bandit.arena import BanditContender
-from bandit.decision_log import DecisionRecord, LoggedReward
+from bandit.arena import simulated_logs
+from bandit.decision_log import DecisionRecord
 from bandit.ranker import Ranker
 from bandit.replay import evaluate, observe, slot_probabilities
-from bandit.simulation import Population
-from bandit.spec import PolicySpec, load_spec, parse_spec
+from bandit.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIFORM = parse_spec(
@@ -25,40 +23,15 @@ UNIFORM = parse_spec(
 )
 
 
-def simulated_logs(spec: PolicySpec, events: int, seed: int = 2) -> list[DecisionRecord]:
-    """Decision logs of ``spec`` learning online on the simulated population."""
-    population = Population(seed=seed, candidates=20)
-    contender = BanditContender(spec)
-    rng = np.random.default_rng(seed)
-    logs = []
-    for t in range(events):
-        request = population.next_request()
-        choice = contender.choose(request, f"evt-{t}", spec.slate_size)
-        clicks = population.clicks(request.user_id, choice.item_ids, rng)
-        result = contender._pending[choice.event_id]
-        record = result.record(spec, 0).model_copy(
-            update={
-                "rewards": [
-                    LoggedReward(item_id=item, type="click", timestamp=request.timestamp + 1)
-                    for item, clicked in zip(choice.item_ids, clicks, strict=True)
-                    if clicked
-                ]
-            }
-        )
-        logs.append(record)
-        contender.observe(request, choice, clicks)
-    return logs
-
-
 @pytest.fixture(scope="module")
 def logs() -> list[DecisionRecord]:
-    return simulated_logs(load_spec(ROOT / "policies" / "for-you.yaml"), 1500)
+    return simulated_logs(load_spec(ROOT / "policies" / "for-you.yaml"), 1500, seed=2)
 
 
 def test_replaying_the_logging_policy_reproduces_its_probabilities() -> None:
     # Given a policy with no exploration pacing history (budget 0: deterministic, probability 1)
     spec = parse_spec({"name": "greedy", "slate_size": 3, "exploration": {"budget": 0.0}})
-    records = simulated_logs(spec, 50)
+    records = simulated_logs(spec, 50, seed=2)
     ranker = Ranker(spec, clock=lambda: 0.0)
     for record in records:
         # Then replaying with the same learning history gives probability 1 to every logged slot

@@ -8,11 +8,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from plotly.offline import get_plotlyjs
 
-from bandit.arena import BanditContender
+from bandit.arena import simulated_logs
 from bandit.decision_log import (
     DecisionRecord,
     ExplorationLog,
@@ -23,7 +22,6 @@ from bandit.decision_log import (
 )
 from bandit.metrics import compute, windows
 from bandit.metrics_exposure import gini
-from bandit.simulation import Population
 from bandit.spec import PolicySpec, load_spec
 from functions.common.metrics_service import BENCHMARKS
 from local.cli import main
@@ -33,27 +31,6 @@ from local.report_plots import lorenz_points, policy_series, window_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = {name: load_spec(ROOT / "policies" / f"{name}.yaml") for name in ("for-you", "explore")}
-
-
-def simulated_logs(spec: PolicySpec, events: int, seed: int = 3) -> list[DecisionRecord]:
-    """Decision logs of ``spec`` learning online on the simulated population, with clicks."""
-    population = Population(seed=seed, candidates=20)
-    contender = BanditContender(spec)
-    rng = np.random.default_rng(seed)
-    logs = []
-    for t in range(events):
-        request = population.next_request()
-        choice = contender.choose(request, f"{spec.name}-{t}", spec.slate_size)
-        clicks = population.clicks(request.user_id, choice.item_ids, rng)
-        record = contender._pending[choice.event_id].record(spec, 0)
-        rewards = [
-            LoggedReward(item_id=item, type="click", timestamp=request.timestamp + 1)
-            for item, clicked in zip(choice.item_ids, clicks, strict=True)
-            if clicked
-        ]
-        logs.append(record.model_copy(update={"rewards": rewards}))
-        contender.observe(request, choice, clicks)
-    return logs
 
 
 @pytest.fixture(scope="module")
