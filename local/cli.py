@@ -4,6 +4,8 @@
 - ``serendip simulate``: the same population against the core in process (fast, no stack).
 - ``serendip serve``: the whole service on this machine (moto, the HTTP API, learner, sweep).
 - ``serendip keys create``: an API key for a tenant, on the running local stack or on AWS.
+- ``serendip dlq list`` / ``serendip dlq redrive``: the reward dead-letter queue.
+- ``serendip keys revoke``: revoke a key (by its hash or the key itself) at once.
 - ``serendip export`` / ``serendip evaluate``: the decision log out, and offline evaluation.
 - ``serendip report``: an HTML page of plots and metrics from an exported decision log.
 """
@@ -18,7 +20,9 @@ from typing import Any
 from rich.console import Console
 
 from local.demo import demo
-from local.keys_cli import keys_create, parse_scopes
+from local.dlq_cli import add_parser as add_dlq_parser
+from local.dlq_cli import dlq_command
+from local.keys_cli import keys_create, keys_revoke, parse_scopes
 from local.logs_cli import add_parsers as add_log_parsers
 from local.logs_cli import evaluate_command, export
 from local.report_cli import DEFAULT_REPORT, report_command
@@ -113,6 +117,15 @@ def _add_keys(commands: Any) -> None:
     )
     create.add_argument("--name", default="", help="a label for the key")
     create.add_argument("--stack", help="a deployed CloudFormation stack to read table names from")
+    revoke = keys_commands.add_parser(
+        "revoke",
+        help="revoke an API key at once (its next request gets 401)",
+        description="Revoke an API key, named by its SHA-256 (as stored) or by the key itself.",
+    )
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("--key-hash", help="the key's SHA-256 hex digest, as stored")
+    which.add_argument("--api-key", help="the key itself (hashed here, never sent anywhere)")
+    revoke.add_argument("--stack", help="a deployed CloudFormation stack to read table names from")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(commands)
     _add_serve(commands)
     _add_keys(commands)
+    add_dlq_parser(commands)
     add_log_parsers(commands)
     add_report_parser(commands)
     return parser
@@ -152,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_command(args)
     if args.command == "keys" and args.keys_command == "create":
         return keys_create(args)
+    if args.command == "dlq":
+        return dlq_command(args)
+    if args.command == "keys" and args.keys_command == "revoke":
+        return keys_revoke(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

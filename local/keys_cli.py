@@ -1,4 +1,4 @@
-"""``serendip keys create``: an API key on the running local stack, a deployed stack, or AWS."""
+"""``serendip keys create`` / ``revoke``: API keys on the running local stack, a stack, or AWS."""
 
 from __future__ import annotations
 
@@ -129,4 +129,21 @@ def keys_create(args: argparse.Namespace) -> int:
             }
         )
     )
+    return 0
+
+
+def keys_revoke(args: argparse.Namespace) -> int:
+    """Revoke a key by its hash or by the key itself; the next request with it gets 401."""
+    from functions.common.auth import hash_key, revoke_key
+    from functions.common.errors import NotFoundError
+
+    key_hash = args.key_hash or hash_key(args.api_key)
+    target = configure_target(args.stack)
+    try:
+        revoke_key(key_hash)
+    except NotFoundError:
+        print(f"no API key with hash {key_hash} on {target}", file=sys.stderr)
+        return 1
+    print(f"revoked the key on {target}", file=sys.stderr)
+    print(json.dumps({"key_hash": key_hash, "revoked": True}))
     return 0

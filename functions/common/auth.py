@@ -15,15 +15,22 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from pynamodb.exceptions import DoesNotExist, PynamoDBException
+from pynamodb.exceptions import DoesNotExist, PynamoDBException, UpdateError
+from pynamodb.expressions.update import Action
 
-from functions.common.errors import ForbiddenError, StorageError, UnauthorizedError
+from functions.common.errors import (
+    ForbiddenError,
+    NotFoundError,
+    StorageError,
+    UnauthorizedError,
+)
 from functions.common.tables import ApiKeyItem, bind
 
 SCOPES = frozenset({"rank", "reward", "admin"})
 SIGNATURE_TOLERANCE_SECONDS = 300
 KEY_PREFIX = "sk_"
 SECRET_PREFIX = "whsec_"
+MAX_TIMESTAMP_DIGITS = 12  # unix seconds until the year 33658; longer is malformed, not an int
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +88,35 @@ def create_key(
     return NewKey(api_key, webhook_secret, tenant, tuple(sorted(scopes)))
 
 
-def revoke_key(api_key_hash: str) -> None:
-    """Revoke a key at once (by its hash)."""
+def _update_existing_key(api_key_hash: str, actions: list[Action]) -> None:
+    """Apply ``actions`` to a stored key; ``NotFoundError`` rather than creating a stray item."""
     bind()
-    ApiKeyItem(api_key_hash).update(actions=[ApiKeyItem.revoked.set(True)])
+    item = ApiKeyItem(api_key_hash)
+    try:
+        item.update(actions=actions, condition=ApiKeyItem.pk.exists())
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            raise NotFoundError(f"no API key with hash {api_key_hash}") from exc
+        raise StorageError(f"key store unavailable: {exc.msg}") from exc
+
+
+def revoke_key(api_key_hash: str) -> None:
+    """Revoke a key at once (by its hash); ``NotFoundError`` if no key has that hash.
+
+    Authentication reads the key consistently, so the very next request with it is refused.
+    """
+    _update_existing_key(api_key_hash, [ApiKeyItem.revoked.set(True)])
+
+
+def add_webhook_secret(api_key_hash: str, webhook_secret: str | None = None) -> str:
+    """Append a webhook secret to a key (secret rotation); returns it (shown once).
+
+    Signatures made with any of the key's secrets verify until the old one is retired.
+    """
+    webhook_secret = webhook_secret or SECRET_PREFIX + secrets.token_urlsafe(32)
+    secrets_ = ApiKeyItem.webhook_secrets
+    _update_existing_key(api_key_hash, [secrets_.set(secrets_.append([webhook_secret]))])
+    return webhook_secret
 
 
 def authenticate(api_key: str | None) -> Principal:
@@ -128,7 +160,11 @@ def verify_signature(
     candidates: list[str] = []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit():
+        # ASCII only: str.isdigit() accepts "²" (int() then fails) and compare_digest refuses
+        # non-ASCII str; either would crash the handler instead of answering 401.
+        if not value.isascii():
+            continue
+        if key == "t" and value.isdigit() and len(value) <= MAX_TIMESTAMP_DIGITS:
             timestamp = int(value)
         elif key == "v1" and value:
             candidates.append(value)

@@ -128,7 +128,13 @@ class Learner:
                 )
                 return
             spec = stored.spec
-            cached, _ = self.models.get(tenant, policy, spec, stored.head_version)
+            cached, stale = self.models.get(tenant, policy, spec, stored.head_version)
+            if stale:
+                # Learning on an older model would drop the versions in between: let the batch
+                # be redelivered once the head loads again.
+                raise StorageError(
+                    f"head {stored.head_version} of '{policy}' cannot be loaded; not learning"
+                )
             model = cached.model
             slots = 0
             try:

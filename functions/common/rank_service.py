@@ -75,7 +75,7 @@ class RankService:
         spec = stored.spec
         cached, degraded = self.models.get(tenant, policy, spec, stored.head_version)
         candidates = self._candidates(tenant, body)
-        interactions = users.interactions(tenant, body.user_id)
+        interactions = self._interactions(tenant, body.user_id)
         segment = spec.segment_for(interactions).name
         prior = self._prior(tenant, spec, cached.model.examples_learned, segment, candidates)
         ranker = Ranker(
@@ -130,6 +130,18 @@ class RankService:
             "logged": logged,
             "degraded": degraded,
         }
+
+    @staticmethod
+    def _interactions(tenant: str, user_id: str | None) -> int:
+        try:
+            return users.interactions(tenant, user_id)
+        except StorageError as exc:
+            # The slate can still be drawn (and its probabilities logged exactly) for the user
+            # as if new; refusing to rank would turn a profile outage into a rank outage.
+            logger.warning(
+                "user profile unavailable; ranking as a new user", extra={"error": exc.detail}
+            )
+            return 0
 
     @staticmethod
     def _candidates(tenant: str, body: RankBody) -> list[Candidate]:

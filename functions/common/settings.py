@@ -27,6 +27,7 @@ class Settings:
     idempotency_table: str
     model_bucket: str
     reward_queue_url: str
+    reward_dlq_url: str
     policies_dir: Path
     model_cache_seconds: float  # how long the rank path trusts its copy of a policy's head
     inline_model_bytes: int
@@ -57,6 +58,7 @@ def settings() -> Settings:
         idempotency_table=_env("IDEMPOTENCY_TABLE", "serendip-idempotency"),
         model_bucket=_env("MODEL_BUCKET", "serendip-models"),
         reward_queue_url=_env("REWARD_QUEUE_URL", ""),
+        reward_dlq_url=_env("REWARD_DLQ_URL", ""),
         policies_dir=Path(_env("POLICIES_DIR", str(root / "policies"))),
         model_cache_seconds=float(_env("MODEL_CACHE_SECONDS", "1")),
         inline_model_bytes=int(_env("INLINE_MODEL_BYTES", str(350 * 1024))),
