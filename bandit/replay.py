@@ -203,7 +203,10 @@ class _LearningSchedule:
     def __init__(self, records: Sequence[DecisionRecord]) -> None:
         self.progressive = all(record.learned_version is None for record in records)
         learned = [i for i, r in enumerate(records) if r.learned_version is not None]
-        self._order = sorted(learned, key=lambda i: (records[i].learned_version, i))
+        self._order = sorted(
+            learned,
+            key=lambda i: (records[i].learned_version, records[i].timestamp, records[i].event_id),
+        )
         self._records = records
         self._next = 0
 

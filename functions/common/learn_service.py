@@ -116,7 +116,12 @@ class Learner:
         report: LearnReport,
     ) -> None:
         """Learn ``decisions`` (one policy) into a new model version, exactly once each."""
-        pending = {d.key: d for d in decisions if d.status == "open"}
+        # Time order, so that a replay of the log learns the same examples in the same order.
+        ordered = sorted(
+            (d for d in decisions if d.status == "open"),
+            key=lambda d: (d.record.timestamp, d.record.event_id),
+        )
+        pending = {d.key: d for d in ordered}
         for _attempt in range(MAX_ATTEMPTS):
             if not pending:
                 return
