@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,12 @@ def _add_keys(commands: Any) -> None:
     revoke.add_argument("--stack", help="a deployed CloudFormation stack to read table names from")
 
 
+def _add_openapi(commands: Any) -> None:
+    commands.add_parser(
+        "openapi", help="print the API's OpenAPI document (docs/openapi.json is this output)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``serendip`` argument parser."""
     parser = argparse.ArgumentParser(prog="serendip", description="Serendip explore service")
@@ -136,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(commands)
     _add_serve(commands)
     _add_keys(commands)
+    _add_openapi(commands)
     add_dlq_parser(commands)
     add_log_parsers(commands)
     add_report_parser(commands)
@@ -166,6 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_command(args)
     if args.command == "keys" and args.keys_command == "create":
         return keys_create(args)
+    if args.command == "openapi":
+        from functions.admin.openapi import openapi_json
+
+        sys.stdout.write(openapi_json())
+        return 0
     if args.command == "dlq":
         return dlq_command(args)
     if args.command == "keys" and args.keys_command == "revoke":

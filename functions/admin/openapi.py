@@ -1,6 +1,6 @@
 """The OpenAPI document of the whole API, from the routes of every function.
 
-``python -m functions.admin.openapi > docs/openapi.json`` regenerates the committed copy.
+``serendip openapi > docs/openapi.json`` regenerates the committed copy.
 """
 
 from __future__ import annotations
@@ -88,10 +88,6 @@ def openapi_document() -> dict[str, Any]:
     return document
 
 
-def main() -> None:
-    """Print the document (to regenerate ``docs/openapi.json``)."""
-    print(json.dumps(openapi_document(), indent=2, sort_keys=True))
-
-
-if __name__ == "__main__":
-    main()
+def openapi_json() -> str:
+    """The document as the committed ``docs/openapi.json`` holds it."""
+    return json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"

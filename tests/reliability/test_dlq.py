@@ -16,6 +16,7 @@ from functions.common import dlq
 from functions.learn.app import lambda_handler as learn_handler
 from local.cli import main
 from local.lambda_events import FakeLambdaContext, sqs_event
+from tests.functional.conftest import queue_depth
 
 POISON = '{"tenant": "acme", "rewards": [{"event_id": "e-1"}]}'  # no item, type, timestamp
 
@@ -23,16 +24,6 @@ POISON = '{"tenant": "acme", "rewards": [{"event_id": "e-1"}]}'  # no item, type
 @pytest.fixture
 def sqs(aws: dict[str, str]) -> Any:
     return boto3.client("sqs", region_name="us-east-1")
-
-
-def depth(sqs: Any, url: str) -> int:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(
-        attributes["ApproximateNumberOfMessagesNotVisible"]
-    )
 
 
 def deliver_until_empty(sqs: Any, url: str) -> list[list[str]]:
@@ -75,14 +66,14 @@ def test_a_malformed_message_fails_alone_and_reaches_the_dlq_after_five_receives
     aws: dict[str, str], sqs: Any
 ) -> None:
     poison = poison_in_dlq(sqs, aws)
-    assert depth(sqs, aws["REWARD_QUEUE_URL"]) == 0
-    assert depth(sqs, aws["REWARD_DLQ_URL"]) == 1
+    assert queue_depth(aws["REWARD_QUEUE_URL"]) == 0
+    assert queue_depth(aws["REWARD_DLQ_URL"]) == 1
     # And listing shows it (same id, 5 receives + this look) and leaves it where it is
     (letter,) = dlq.peek(wait_seconds=0)
     assert (letter.message_id, letter.receive_count, letter.body) == (poison, 6, POISON)
     assert letter.excerpt(20) == POISON[:18] + "…"
     assert [d.receive_count for d in dlq.peek(wait_seconds=0)] == [7]
-    assert depth(sqs, aws["REWARD_DLQ_URL"]) == 1
+    assert queue_depth(aws["REWARD_DLQ_URL"]) == 1
 
 
 def test_redrive_moves_dead_letters_back_in_bounded_batches(aws: dict[str, str], sqs: Any) -> None:
@@ -96,11 +87,11 @@ def test_redrive_moves_dead_letters_back_in_bounded_batches(aws: dict[str, str],
     # When 7 are redriven, then the rest
     first = dlq.redrive(limit=7, wait_seconds=0)
     assert (first.moved, first.failed) == (7, 0)
-    assert (depth(sqs, aws["REWARD_DLQ_URL"]), depth(sqs, aws["REWARD_QUEUE_URL"])) == (5, 7)
+    assert (queue_depth(aws["REWARD_DLQ_URL"]), queue_depth(aws["REWARD_QUEUE_URL"])) == (5, 7)
     rest = dlq.redrive(wait_seconds=0)
     assert (rest.moved, rest.failed) == (5, 0)
     # Then every body is on the reward queue once and the DLQ is empty
-    assert depth(sqs, aws["REWARD_DLQ_URL"]) == 0
+    assert queue_depth(aws["REWARD_DLQ_URL"]) == 0
     moved: list[str] = []
     for _receive in range(5):
         messages = sqs.receive_message(
@@ -133,7 +124,7 @@ def test_cli_lists_and_redrives_the_poison_message(
     assert main(["dlq", "redrive"]) == 0
     assert capsys.readouterr().out.startswith("moved 1 messages from the DLQ to the reward queue")
     # Then it is back on the reward queue (a fresh message, first receive) and the DLQ is empty
-    assert depth(sqs, aws["REWARD_DLQ_URL"]) == 0
+    assert queue_depth(aws["REWARD_DLQ_URL"]) == 0
     (back,) = sqs.receive_message(QueueUrl=aws["REWARD_QUEUE_URL"], AttributeNames=["All"])[
         "Messages"
     ]

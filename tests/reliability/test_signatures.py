@@ -12,7 +12,6 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
-import boto3
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -22,22 +21,16 @@ from functions.common.auth import NewKey, hash_key, sign, verify_signature
 from functions.common.errors import UnauthorizedError
 from functions.rank.app import lambda_handler as rank_handler
 from functions.rewards.app import lambda_handler as rewards_handler
-from tests.functional.conftest import Api
+from tests.functional.conftest import Api, queue_depth
 
 T0 = 1_700_000_000
 HEADER = "x-serendip-signature"
 RANK = "/v1/policies/{policy}/rank"
 
 
-def queue_depth(env: dict[str, str]) -> int:
+def reward_queue_depth(env: dict[str, str]) -> int:
     """Messages on the reward queue (visible or in flight)."""
-    attributes = boto3.client("sqs", region_name="us-east-1").get_queue_attributes(
-        QueueUrl=env["REWARD_QUEUE_URL"],
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(
-        attributes["ApproximateNumberOfMessagesNotVisible"]
-    )
+    return queue_depth(env["REWARD_QUEUE_URL"])
 
 
 @pytest.fixture
@@ -68,7 +61,7 @@ def post(api: Api, body: bytes, signature: str | None) -> tuple[int, Any]:
 def test_missing_header_is_401(aws: dict[str, str], api: Api, body: bytes) -> None:
     status, error = post(api, body, None)
     assert (status, error["detail"]) == (401, "missing x-serendip-signature header")
-    assert queue_depth(aws) == 0
+    assert reward_queue_depth(aws) == 0
 
 
 def _malformed(secret: str, body: bytes) -> list[str]:
@@ -97,7 +90,7 @@ def test_malformed_headers_are_401_not_500(
         status, error = post(api, body, header)
         assert (status, error["error"]) == (401, "unauthorized"), header
     assert len(cases) == 11
-    assert queue_depth(aws) == 0
+    assert reward_queue_depth(aws) == 0
 
 
 def test_wrong_secret_is_401(aws: dict[str, str], api: Api, body: bytes, frozen_clock: int) -> None:
@@ -106,7 +99,7 @@ def test_wrong_secret_is_401(aws: dict[str, str], api: Api, body: bytes, frozen_
     # A bad signature is refused before the body is parsed (no 400 that reveals its shape)
     status, _ = post(api, b"{not json", sign(b"{not json", "whsec_not_the_tenants", T0))
     assert status == 401
-    assert queue_depth(aws) == 0
+    assert reward_queue_depth(aws) == 0
 
 
 @pytest.mark.parametrize(
@@ -125,7 +118,7 @@ def test_timestamp_tolerance_is_five_minutes_either_way(
 ) -> None:
     status, payload = post(api, body, sign(body, tenant.webhook_secret, frozen_clock + offset))
     assert status == expected, payload
-    assert queue_depth(aws) == (1 if expected == 202 else 0)
+    assert reward_queue_depth(aws) == (1 if expected == 202 else 0)
 
 
 def test_every_single_byte_change_after_signing_is_401(
@@ -140,9 +133,9 @@ def test_every_single_byte_change_after_signing_is_401(
         status, _ = post(api, bytes(tampered), signature)
         assert status == 401, (position, bytes(tampered))
     # Then nothing was queued, and the untouched body still goes through
-    assert queue_depth(aws) == 0
+    assert reward_queue_depth(aws) == 0
     assert post(api, body, signature) == (202, {"accepted": 1})
-    assert queue_depth(aws) == 1
+    assert reward_queue_depth(aws) == 1
     assert len(body) > 80
 
 
@@ -177,10 +170,10 @@ def test_secret_rotation_several_v1_values_one_valid(
         f"t={T0},v1={wrong},v1=zz,v1={old_sig},v1={wrong}",
     ):
         assert post(api, body, header) == (202, {"accepted": 1}), header
-    assert queue_depth(aws) == 4
+    assert reward_queue_depth(aws) == 4
     # But several v1 values none of which is valid are refused
     assert post(api, body, f"t={T0},v1={wrong},v1={wrong[::-1]}")[0] == 401
-    assert queue_depth(aws) == 4
+    assert reward_queue_depth(aws) == 4
 
 
 def test_a_signature_with_another_tenants_secret_is_401(
@@ -197,10 +190,10 @@ def test_a_signature_with_another_tenants_secret_is_401(
     assert post(Api(other_tenant), body, acme_signed)[0] == 401
     globex_signed = sign(body, other_tenant.webhook_secret, T0)
     assert post(api, body, globex_signed)[0] == 401
-    assert queue_depth(aws) == 0
+    assert reward_queue_depth(aws) == 0
     # Each tenant's own signature works with its own key
     assert post(Api(other_tenant), body, globex_signed)[0] == 202
-    assert queue_depth(aws) == 1
+    assert reward_queue_depth(aws) == 1
 
 
 @pytest.mark.parametrize("match_at", [0, 5, None], ids=["first-matches", "last-matches", "none"])

@@ -28,7 +28,7 @@ from functions.rewards.app import lambda_handler as rewards_handler
 from local.cli import main as serendip
 from local.lambda_events import FakeLambdaContext, sqs_event
 from local.state import STATE_DIR_ENV
-from tests.functional.conftest import Api, Handler
+from tests.functional.conftest import Api, Handler, queue_depth
 
 PRIVATE = "private"
 RANK = "/v1/policies/{policy}/rank"
@@ -52,15 +52,9 @@ class AcmeWorld:
         return self.open_event["event_id"], self.deferred_event
 
 
-def queue_depth(env: dict[str, str]) -> int:
+def reward_queue_depth(env: dict[str, str]) -> int:
     """Messages on the reward queue (visible or in flight)."""
-    attributes = boto3.client("sqs", region_name="us-east-1").get_queue_attributes(
-        QueueUrl=env["REWARD_QUEUE_URL"],
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(
-        attributes["ApproximateNumberOfMessagesNotVisible"]
-    )
+    return queue_depth(env["REWARD_QUEUE_URL"])
 
 
 def rank(api: Api, policy: str = PRIVATE, **extra: Any) -> tuple[int, Any]:
@@ -292,7 +286,7 @@ def test_reads_take_any_scope_and_rank_and_reward_need_theirs(
         resource=ACTIVATE,
     )
     assert status == 403
-    assert queue_depth(aws) == 0
+    assert reward_queue_depth(aws) == 0
     assert acme_state(world) == before
 
 
@@ -338,7 +332,7 @@ def test_two_keys_work_at_once_and_revocation_is_immediate(
         sign_body=True,
     )
     assert status == 401
-    assert queue_depth(aws) == 0
+    assert reward_queue_depth(aws) == 0
     assert rank(new)[0] == 200
     status, _, _ = new.call(admin_handler, "GET", "/v1/policies")
     assert status == 200

@@ -63,7 +63,7 @@ def test_committed_openapi_matches_the_routes() -> None:
 
     committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
     assert committed == openapi_document(), (
-        "docs/openapi.json is stale: python -m functions.admin.openapi > docs/openapi.json"
+        "docs/openapi.json is stale: serendip openapi > docs/openapi.json"
     )
 
 
