@@ -17,6 +17,7 @@ Rules:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ MAX_ABS_VALUE = 1e30
 MIN_ABS_VALUE = 1e-30
 
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_/+-")
+_ALL_SAFE = re.compile(r"[A-Za-z0-9_/+-]+").fullmatch
 _EMPTY = "~"
 
 Namespace = tuple[str, list[str]]
@@ -47,7 +49,7 @@ def escape(text: str) -> str:
     """
     if not text:
         return _EMPTY
-    if all(ch in _SAFE for ch in text):
+    if _ALL_SAFE(text):
         return text
     out: list[str] = []
     for ch in text:
@@ -193,6 +195,50 @@ def action_line(candidate: Candidate, field: str = "candidate") -> str:
 def action_lines(candidates: Sequence[Candidate]) -> list[str]:
     """Unlabeled action lines of all candidates, with errors naming ``candidates[i]``."""
     return [action_line(c, f"candidates[{i}]") for i, c in enumerate(candidates)]
+
+
+class ActionLines:
+    """Action lines of recently seen candidates, so a catalog's items are featurized once.
+
+    Keyed by everything a line depends on (id, category, creator and the ``repr`` of the
+    features, which is exact for JSON values); at most ``capacity`` lines are kept, the oldest
+    dropped first. Only lines that featurized without error are kept, so a bad candidate fails
+    every time it is sent.
+
+    >>> lines = ActionLines(capacity=2)
+    >>> lines([Candidate("a", {"x": 1})]) == action_lines([Candidate("a", {"x": 1})])
+    True
+    >>> len(lines), lines.hits
+    (1, 0)
+    >>> _ = lines([Candidate("a", {"x": 1}), Candidate("b"), Candidate("c")])
+    >>> len(lines), lines.hits
+    (2, 1)
+    """
+
+    def __init__(self, capacity: int = 50_000) -> None:
+        self.capacity = capacity
+        self.hits = 0
+        self._lines: dict[tuple[str, str | None, str | None, str], str] = {}
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def __call__(self, candidates: Sequence[Candidate]) -> list[str]:
+        """Action lines of ``candidates``, as ``action_lines`` would write them."""
+        out: list[str] = []
+        cached = self._lines
+        for i, candidate in enumerate(candidates):
+            key = (candidate.id, candidate.category, candidate.creator, repr(candidate.features))
+            line = cached.get(key)
+            if line is None:
+                line = action_line(candidate, f"candidates[{i}]")
+                if len(cached) >= self.capacity:
+                    cached.pop(next(iter(cached)), None)
+                cached[key] = line
+            else:
+                self.hits += 1
+            out.append(line)
+        return out
 
 
 def labeled(line: str, cost: float, probability: float) -> str:

@@ -27,7 +27,7 @@ from bandit.decision_log import (
 from bandit.domain import Candidate, Slot
 from bandit.errors import FieldError
 from bandit.exploration import distribution
-from bandit.features import action_lines, shared_line
+from bandit.features import ActionLines, shared_line
 from bandit.slate import SlateConstraints, sample_slate, seed_for
 from bandit.spec import ExplorationAlgorithm, PolicySpec
 from bandit.vw import VWModel
@@ -117,17 +117,19 @@ class Ranker:
         budget: ExplorationBudget | None = None,
         prior: PopularityPrior | None = None,
         clock: Clock = time.time,
+        lines: ActionLines | None = None,
     ) -> None:
         self.spec = spec
         self.model = model or build_model(spec)
         self.budget = budget or budget_for(spec, clock=clock)
         self.prior = prior or PopularityPrior({}, spec.cold_start.popularity_smoothing)
         self.clock = clock
+        self.lines = lines if lines is not None else ActionLines()
 
     def scores(self, request: RankRequest, segment: str) -> np.ndarray:
         """Expected-reward scores of the candidates (model blended with the prior)."""
         shared = shared_line(request.context)
-        actions = action_lines(request.candidates)
+        actions = self.lines(request.candidates)
         model_scores = self.model.score(shared, actions)
         weight = model_weight(self.spec.cold_start, self.model.examples_learned, segment)
         if weight >= 1.0:

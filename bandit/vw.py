@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pylibvw
 from vowpalwabbit import Workspace
 
 from bandit.errors import ModelError
@@ -58,9 +59,24 @@ class VWModel:
         """Scores of ``actions`` in order: minus predicted cost, or VW's pmf when exploring."""
         if not actions:
             return np.zeros(0)
-        prediction = self._vw.predict([shared, *actions])
-        values = np.asarray(prediction, dtype=np.float64)
+        values = np.asarray(self._multi([shared, *actions], learn=False), dtype=np.float64)
         return values if self.explore else -values
+
+    def _multi(self, lines: Sequence[str], *, learn: bool) -> list[float]:
+        """Run one multi-line example through VW's native calls; return the action scores.
+
+        This is what ``Workspace.predict``/``learn`` do with text, without wrapping every line
+        in a Python ``Example`` (the wrappers cost several times the prediction itself).
+        """
+        examples = self._vw._parse("\n".join(lines))
+        try:
+            if learn:
+                pylibvw.vw.learn_multi(self._vw, examples)
+            else:
+                pylibvw.vw.predict_multi(self._vw, examples)
+            return list(examples[0].get_action_scores())
+        finally:
+            pylibvw.vw._finish_example_multi_ex(self._vw, examples)
 
     def learn(
         self,
@@ -76,7 +92,7 @@ class VWModel:
             raise ValueError(f"probability must be in (0, 1], got {probability}")
         lines = [shared, *actions]
         lines[chosen + 1] = labeled(actions[chosen], -float(reward), float(probability))
-        self._vw.learn(lines)
+        self._multi(lines, learn=True)
         self.examples_learned += 1
 
     def mark_event_learned(self) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from bandit.budget import ExplorationBudget
 from bandit.coldstart import PopularityPrior, model_weight
 from bandit.domain import Candidate
+from bandit.features import ActionLines
 from bandit.ranker import Ranker, RankRequest
 from bandit.spec import PolicySpec
 from functions.common import catalog, counters, decision_store, policy_store, users
@@ -33,6 +34,8 @@ class RankService:
         self.models = ModelCache()
         self._policies: dict[tuple[str, str], tuple[float, policy_store.StoredPolicy]] = {}
         self._budgets: dict[tuple[str, str, int], ExplorationBudget] = {}
+        # Featurized candidates, shared by every policy: a line depends only on the candidate.
+        self.lines = ActionLines()
 
     def _policy(self, tenant: str, name: str) -> policy_store.StoredPolicy:
         key = (tenant, name)
@@ -79,7 +82,12 @@ class RankService:
         segment = spec.segment_for(interactions).name
         prior = self._prior(tenant, spec, cached.model.examples_learned, segment, candidates)
         ranker = Ranker(
-            spec, cached.model, budget=self._budget(tenant, stored), prior=prior, clock=self.clock
+            spec,
+            cached.model,
+            budget=self._budget(tenant, stored),
+            prior=prior,
+            clock=self.clock,
+            lines=self.lines,
         )
         now = self.clock()
         result = ranker.rank(

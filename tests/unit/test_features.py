@@ -21,6 +21,7 @@ from bandit.features import (
     MAX_FEATURES_PER_EXAMPLE,
     MAX_STRING_LENGTH,
     MIN_ABS_VALUE,
+    ActionLines,
     action_line,
     action_lines,
     context_namespaces,
@@ -660,3 +661,36 @@ def test_feature_count_cap_is_per_candidate() -> None:
     with pytest.raises(FeatureError) as caught:
         action_lines([full, over])
     assert caught.value.field == f"candidates[1].features.v[{MAX_FEATURES_PER_EXAMPLE - 1}]"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    pool=st.lists(CANDIDATES, min_size=1, max_size=6),
+    picks=st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=6), min_size=1, max_size=6),
+    capacity=st.integers(1, 8),
+)
+def test_cached_action_lines_equal_fresh_ones(
+    pool: list[Candidate], picks: list[list[int]], capacity: int
+) -> None:
+    # The rank path featurizes through a bounded cache: whatever it holds or evicts, every
+    # answer is the line action_lines writes, and a candidate that fails keeps failing.
+    lines = ActionLines(capacity=capacity)
+    for pick in picks:
+        candidates = [pool[i % len(pool)] for i in pick]
+        try:
+            expected = action_lines(candidates)
+        except FeatureError as error:
+            with pytest.raises(FeatureError) as raised:
+                lines(candidates)
+            assert raised.value.field == error.field
+            continue
+        assert lines(candidates) == expected
+        assert len(lines) <= capacity
+
+
+def test_cached_action_lines_tell_apart_candidates_that_differ_only_in_features() -> None:
+    lines = ActionLines()
+    first = lines([Candidate("a", {"x": 1}), Candidate("a", {"x": True}), Candidate("a", {})])
+    assert len(set(first)) == 3
+    assert lines([Candidate("a", {"x": 1})]) == first[:1]
+    assert lines.hits == 1

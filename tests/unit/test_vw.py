@@ -116,6 +116,33 @@ def test_score_of_no_actions_is_empty() -> None:
     model.close()
 
 
+@pytest.mark.parametrize("explore", [False, True])
+def test_native_calls_learn_and_predict_exactly_as_vws_python_api(explore: bool) -> None:
+    # VWModel drives VW's native multi-example calls directly; the result must be what
+    # Workspace.learn/predict give on the same text, to the last bit.
+    from vowpalwabbit import Workspace
+
+    reduction = "--cb_explore_adf" if explore else "--cb_adf"
+    reference = Workspace(arg_list=[reduction, "--quiet", *ARGS])
+    model = VWModel(ARGS, explore=explore)
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        kind = KINDS[int(rng.integers(3))]
+        chosen = int(rng.integers(len(ITEMS)))
+        reward = 1.0 if FAVOURITE[kind] == chosen else 0.0
+        shared = shared_line({"kind": kind})
+        lines = [shared, *ACTIONS]
+        lines[chosen + 1] = f"0:{-reward!r}:0.25 {ACTIONS[chosen]}"
+        reference.learn(lines)
+        model.learn(shared, ACTIONS, chosen=chosen, reward=reward, probability=0.25)
+    for kind in KINDS:
+        shared = shared_line({"kind": kind})
+        expected = np.asarray(reference.predict([shared, *ACTIONS]), dtype=np.float64)
+        got = model.score(shared, ACTIONS)
+        assert np.array_equal(got, expected if explore else -expected)
+        assert len(set(got.tolist())) > 1  # trained: the scores differ
+
+
 def test_mark_event_learned_counts_events_separately_from_slots() -> None:
     model = VWModel(ARGS)
     shared = context_line("kid", 9.0)
