@@ -18,11 +18,21 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bandit.errors import SpecError
-from bandit.vw_args import EXPLORATION_FLAGS, validate_cb_type, validate_vw_args
+from bandit.vw_args import (
+    EXPLORATION_FLAGS,
+    validate_cb_type,
+    validate_vw_args,
+    validate_vw_settings,
+)
+
+POLICY_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+MAX_COUNT = 10**9  # cap of the counts and versions a spec holds (none comes near it)
+MAX_SEGMENTS = 16
+MAX_REWARD_TYPES = 64
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class ExplorationAlgorithm(StrEnum):
@@ -81,7 +91,7 @@ class SegmentSpec(_Frozen):
     """A user-maturity segment: users with at most ``max_interactions`` past interactions."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
-    max_interactions: int | None = Field(None, ge=0)
+    max_interactions: int | None = Field(None, ge=0, le=MAX_COUNT)
     budget: float | None = Field(None, ge=0.0, le=1.0)
 
 
@@ -97,15 +107,17 @@ class NewItemSpec(_Frozen):
     """Items younger than ``max_age_hours`` or with fewer impressions get ``boost`` weight."""
 
     max_age_hours: float | None = Field(48.0, gt=0.0)
-    max_impressions: int | None = Field(100, ge=0)
+    max_impressions: int | None = Field(100, ge=0, le=MAX_COUNT)
     boost: float = Field(1.0, ge=1.0, le=100.0)
 
 
 class ColdStartSpec(_Frozen):
     """Segments, the popularity prior and the new-item boost."""
 
-    segments: tuple[SegmentSpec, ...] = Field(default_factory=_default_segments)
-    prior_examples: int = Field(500, ge=0)
+    segments: tuple[SegmentSpec, ...] = Field(
+        default_factory=_default_segments, max_length=MAX_SEGMENTS
+    )
+    prior_examples: int = Field(500, ge=0, le=MAX_COUNT)
     cold_user_prior_weight: float = Field(0.5, ge=0.0, le=1.0)
     popularity_smoothing: float = Field(20.0, gt=0.0)
     new_item: NewItemSpec = NewItemSpec()
@@ -130,14 +142,16 @@ class ColdStartSpec(_Frozen):
 class DiversitySpec(_Frozen):
     """Caps on how many slots of one slate may share a category or a creator."""
 
-    max_per_category: int | None = Field(None, ge=1)
-    max_per_creator: int | None = Field(None, ge=1)
+    max_per_category: int | None = Field(None, ge=1, le=MAX_COUNT)
+    max_per_creator: int | None = Field(None, ge=1, le=MAX_COUNT)
 
 
 class RewardSpec(_Frozen):
     """How posted outcomes become the reward VW learns (cost = -reward)."""
 
-    types: dict[str, float] = Field(default_factory=lambda: {"click": 1.0})
+    types: dict[str, float] = Field(
+        default_factory=lambda: {"click": 1.0}, max_length=MAX_REWARD_TYPES
+    )
     aggregation: Literal["earliest", "sum", "max"] = "sum"
     default: float = Field(0.0, ge=-1e6, le=1e6)
     wait_seconds: int = Field(600, ge=1, le=7 * 86400)
@@ -149,7 +163,7 @@ class RewardSpec(_Frozen):
         if not value:
             raise ValueError("at least one reward type is required")
         for name, weight in value.items():
-            if not name or len(name) > 64 or not name.replace("_", "").isalnum():
+            if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", name):
                 raise ValueError(f"reward type {name!r} must be 1-64 letters, digits or _")
             if not -1e6 <= weight <= 1e6:
                 raise ValueError(f"weight of {name!r} must be within +-1e6")
@@ -159,8 +173,8 @@ class RewardSpec(_Frozen):
 class PolicySpec(_Frozen):
     """Everything that defines one policy (one surface of an app)."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
-    version: int = Field(1, ge=1)
+    name: str = Field(pattern=POLICY_NAME_PATTERN)
+    version: int = Field(1, ge=1, le=MAX_COUNT)
     description: str = Field("", max_length=2000)
     slate_size: int = Field(5, ge=1, le=50)
     vw: VWSettings = VWSettings()
@@ -179,6 +193,7 @@ class PolicySpec(_Frozen):
         uses_vw_pmf = self.exploration.algorithm is ExplorationAlgorithm.VW_PMF
         if self.vw.explore_args and not uses_vw_pmf:
             raise ValueError("vw.explore_args: only used with exploration.algorithm vw_pmf")
+        validate_vw_settings(self.vw.args, self.vw.explore_args)
         validate_cb_type(self.vw.args, self.vw.explore_args)
         return self
 

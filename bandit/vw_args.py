@@ -2,16 +2,21 @@
 
 Only learning and exploration settings are allowed: no flag that reads or writes files
 (``-d``, ``-f``, ``-i``, ``--cache_file``, ``--readable_model``, ``--invert_hash`` ...), none that
-changes the I/O format, and every value is checked against a pattern.
+changes the I/O format, and every value is checked against an ASCII pattern. Numbers must fit
+VW's 32-bit floats (at most ``MAX_FLOAT_VALUE`` in size), ensembles (``--cover``, ``--bag``,
+``--rnd``) hold at most 32 policies, and a flag that takes one setting may be given once
+(VW refuses two disagreeing values when the model is built).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from bandit.errors import SpecError
+
+MAX_FLOAT_VALUE = 1e30
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +27,7 @@ class _Flag:
 
 _FLOAT = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
 _INT = r"\d{1,6}"
+_ENSEMBLE = r"[1-9]|[12][0-9]|3[0-2]"
 _NS = r"[A-Za-z:]"
 
 ALLOWED_FLAGS: dict[str, _Flag] = {
@@ -47,9 +53,9 @@ ALLOWED_FLAGS: dict[str, _Flag] = {
     "--coin": _Flag(0),
     "--random_seed": _Flag(1, _INT),
     "--epsilon": _Flag(1, _FLOAT),
-    "--cover": _Flag(1, _INT),
-    "--bag": _Flag(1, _INT),
-    "--rnd": _Flag(1, _INT),
+    "--cover": _Flag(1, _ENSEMBLE),
+    "--bag": _Flag(1, _ENSEMBLE),
+    "--rnd": _Flag(1, _ENSEMBLE),
     "--first": _Flag(1, _INT),
     "--psi": _Flag(1, _FLOAT),
     "--nounif": _Flag(0),
@@ -84,17 +90,16 @@ EXPLORATION_FLAGS = frozenset(
 )
 
 
-def validate_vw_args(args: Sequence[str], field: str = "vw.args") -> list[str]:
-    """Check every flag and value against the allowlist; return the arguments unchanged.
+# Flags that may be given several times (each adds one more interaction or ignored namespace).
+REPEATABLE_FLAGS = frozenset(
+    {"-q", "--quadratic", "--cubic", "--interactions", "--ignore", "--ignore_linear"}
+)
+_ALIASES = {"-l": "--learning_rate", "-b": "--bit_precision", "-q": "--quadratic"}
 
-    >>> validate_vw_args(["--cb_type", "mtr", "-q", "CI"])
-    ['--cb_type', 'mtr', '-q', 'CI']
-    >>> validate_vw_args(["-f", "/tmp/x"])
-    Traceback (most recent call last):
-    ...
-    bandit.errors.SpecError: vw.args[0]: flag '-f' is not allowed ...
-    """
-    tokens = list(args)
+
+def _flags(tokens: Sequence[str], field: str) -> list[tuple[str, str]]:
+    """``(field[index], flag)`` of every flag, each flag and value checked against the allowlist."""
+    found: list[tuple[str, str]] = []
     index = 0
     while index < len(tokens):
         flag = tokens[index]
@@ -108,11 +113,61 @@ def validate_vw_args(args: Sequence[str], field: str = "vw.args") -> list[str]:
             position = index + offset
             if position >= len(tokens):
                 raise SpecError(f"{field}[{index}]", f"flag {flag!r} needs a value")
-            value = tokens[position]
-            if not re.fullmatch(spec.pattern, value):
-                raise SpecError(f"{field}[{position}]", f"invalid value {value!r} for {flag}")
+            _check_value(flag, spec, tokens[position], f"{field}[{position}]")
+        found.append((f"{field}[{index}]", flag))
         index += 1 + spec.values
+    return found
+
+
+def _check_value(flag: str, spec: _Flag, value: str, field: str) -> None:
+    # ASCII: ``\d`` would also match digits of other scripts, which VW cannot read.
+    if not isinstance(value, str) or not re.fullmatch(spec.pattern, value, re.ASCII):
+        raise SpecError(field, f"invalid value {value!r} for {flag}")
+    if spec.pattern == _FLOAT and not abs(float(value)) <= MAX_FLOAT_VALUE:
+        raise SpecError(field, f"{flag} must be at most {MAX_FLOAT_VALUE:g} in size")
+
+
+def _refuse_repeats(flags: Iterable[tuple[str, str]]) -> None:
+    seen: dict[str, str] = {}
+    for field, flag in flags:
+        if flag in REPEATABLE_FLAGS:
+            continue
+        name = _ALIASES.get(flag, flag)
+        if name in seen:
+            raise SpecError(field, f"flag {flag!r} is already given at {seen[name]}")
+        seen[name] = field
+
+
+def validate_vw_args(args: Sequence[str], field: str = "vw.args") -> list[str]:
+    """Check every flag and value against the allowlist; return the arguments unchanged.
+
+    >>> validate_vw_args(["--cb_type", "mtr", "-q", "CI"])
+    ['--cb_type', 'mtr', '-q', 'CI']
+    >>> validate_vw_args(["-f", "/tmp/x"])
+    Traceback (most recent call last):
+    ...
+    bandit.errors.SpecError: vw.args[0]: flag '-f' is not allowed ...
+    >>> validate_vw_args(["-l", "0.5", "--learning_rate", "0.1"])
+    Traceback (most recent call last):
+    ...
+    bandit.errors.SpecError: vw.args[2]: flag '--learning_rate' is already given at vw.args[0]
+    """
+    tokens = list(args)
+    _refuse_repeats(_flags(tokens, field))
     return tokens
+
+
+def validate_vw_settings(args: Sequence[str], explore_args: Sequence[str]) -> None:
+    """Check both argument lists of a spec together: no setting given in both.
+
+    >>> validate_vw_settings(["--cb_type", "mtr"], ["--cb_type", "ips"])
+    Traceback (most recent call last):
+    ...
+    bandit.errors.SpecError: vw.explore_args[0]: flag '--cb_type' is already given at vw.args[0]
+    """
+    _refuse_repeats(
+        [*_flags(list(args), "vw.args"), *_flags(list(explore_args), "vw.explore_args")]
+    )
 
 
 # Exploration reductions that only accept some cost estimators (VW refuses the rest at start).

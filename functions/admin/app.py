@@ -2,18 +2,18 @@
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from functions.admin.openapi import openapi_document
 from functions.common import admin_service, metrics_service
-from functions.common.api import api_handler, principal_of
+from functions.common.api import api_handler, api_resolver, principal_of
 from functions.common.api_models import ItemsBody, RollbackBody
 from functions.common.http import install_error_handlers
 
 router = APIGatewayRouter()
-app = APIGatewayRestResolver(enable_validation=True)
+app = api_resolver()
 install_error_handlers(app)
 
 

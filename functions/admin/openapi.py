@@ -70,22 +70,38 @@ def openapi_document() -> dict[str, Any]:
         "description": "The slate",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RankResponse"}}},
     }
+    _document_errors(paths)
+    # Powertools' validation error bodies are never sent: every error is an ErrorResponse.
+    for unused in ("HTTPValidationError", "ResponseValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    return document
+
+
+ERRORS = (
+    ("400", "Malformed body"),
+    ("401", "Missing or wrong API key or signature"),
+    ("403", "Missing scope"),
+    ("404", "Unknown resource"),
+    ("413", "Body too large"),
+    ("422", "Invalid field"),
+)
+UNAVAILABLE = ("503", "Storage or queue unavailable; nothing was changed, retry after Retry-After")
+
+
+def _document_errors(paths: dict[str, Any]) -> None:
+    """Every operation's error answers, all with the ``ErrorResponse`` body."""
     error = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
     }
+    retry_after = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}}
     for methods in paths.values():
         for operation in methods.values():
             responses = operation.setdefault("responses", {})
-            for status, description in (
-                ("400", "Malformed body"),
-                ("401", "Missing or wrong API key or signature"),
-                ("403", "Missing scope"),
-                ("404", "Unknown resource"),
-                ("413", "Body too large"),
-                ("422", "Invalid field"),
-            ):
-                responses.setdefault(status, {"description": description, **error})
-    return document
+            for status, description in ERRORS:
+                responses[status] = {"description": description, **error}
+            if operation.get("security") != []:
+                status, description = UNAVAILABLE
+                responses[status] = {"description": description, "headers": retry_after, **error}
 
 
 def openapi_json() -> str:

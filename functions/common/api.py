@@ -2,22 +2,59 @@
 
 Authentication happens before request validation, so a caller without a valid key learns
 nothing about the body's shape; the principal reaches routes through the resolver's context.
+Path parameters that no resource can have are refused before anything reads storage.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from bandit.spec import POLICY_NAME_PATTERN
+from functions.common.api_models import ID_PATTERN
 from functions.common.auth import Principal, authenticate
-from functions.common.errors import ServiceError
-from functions.common.http import check_body_size, header, service_error_response
+from functions.common.errors import NotFoundError, ServiceError, ValidationFailedError
+from functions.common.http import (
+    check_body_size,
+    check_body_text,
+    header,
+    parse_json_object,
+    service_error_response,
+)
 from functions.common.observability import logger, metrics, tracer
 
 PUBLIC_PATHS = frozenset({"/v1/health", "/v1/openapi.json"})
+PATH_PATTERNS = {"policy": POLICY_NAME_PATTERN, "event_id": ID_PATTERN}
+
+
+def api_resolver() -> APIGatewayRestResolver:
+    """A resolver with request validation and a JSON parser whose failures are all 400."""
+    return APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_object)
+
+
+def _matches(pattern: str, value: str) -> bool:
+    # ``re`` takes a lone surrogate for a character; it is not valid unicode, so never a name.
+    return value.encode("utf-8", "replace").decode() == value and bool(re.fullmatch(pattern, value))
+
+
+def check_path_parameters(event: dict[str, Any]) -> None:
+    """Refuse a policy name or event id no resource can have, naming the parameter.
+
+    Such a name is unknown (404) when read and invalid (422) when a ``PUT`` would create it;
+    either way it never reaches storage (whose keys have size limits of their own).
+    """
+    for name, value in (event.get("pathParameters") or {}).items():
+        pattern = PATH_PATTERNS.get(name)
+        if pattern is None or _matches(pattern, str(value)):
+            continue
+        if event.get("httpMethod") == "PUT":
+            raise ValidationFailedError(f"{name}: must match {pattern}", field=name)
+        raise NotFoundError(f"no such {name.replace('_', ' ')}", field=name)
+
 
 PreCheck = Callable[[dict[str, Any], Principal], None]
 
@@ -35,6 +72,8 @@ def handle(
             principal = authenticate(header(event, "x-api-key"))
             if pre_check is not None:
                 pre_check(event, principal)
+            check_path_parameters(event)
+            check_body_text(event)
             app.append_context(principal=principal)
     except ServiceError as error:
         return service_error_response(error)

@@ -10,16 +10,21 @@ from pynamodb.exceptions import PynamoDBException
 
 from bandit.domain import Candidate
 from functions.common.errors import StorageError, ValidationFailedError
-from functions.common.tables import CatalogItem, bind
+from functions.common.tables import CatalogItem, bind, storable_number
 
 
 def upsert(tenant: str, items: Sequence[Candidate]) -> int:
-    """Create or replace items (batched writes); returns how many were written."""
+    """Create or replace items (batched writes); returns how many were written.
+
+    An id sent twice is written once, as sent last (a batch may not write one key twice).
+    """
     bind()
     now = time.time()
+    latest = {item.id: item for item in items}
     try:
         with CatalogItem.batch_write() as batch:
-            for item in items:
+            for item in latest.values():
+                created = item.created_at
                 batch.save(
                     CatalogItem(
                         tenant,
@@ -27,13 +32,13 @@ def upsert(tenant: str, items: Sequence[Candidate]) -> int:
                         features=json.dumps(dict(item.features), sort_keys=True),
                         category=item.category,
                         creator=item.creator,
-                        created_at=item.created_at if item.created_at is not None else now,
+                        created_at=now if created is None else storable_number(created),
                         updated_at=now,
                     )
                 )
     except PynamoDBException as exc:
         raise StorageError(f"catalog unavailable: {exc.msg}") from exc
-    return len(items)
+    return len(latest)
 
 
 def resolve(tenant: str, ids: Sequence[tuple[int, str]]) -> dict[str, Candidate]:

@@ -25,7 +25,7 @@ from pynamodb.expressions.update import Action
 
 from bandit.decision_log import DecisionRecord, LoggedReward
 from functions.common.errors import NotFoundError, StorageError
-from functions.common.tables import DecisionItem, bind
+from functions.common.tables import DecisionItem, bind, storable_number
 
 OPEN_SHARDS = 16
 RETENTION_SECONDS = 30 * 86400
@@ -236,6 +236,8 @@ def _reward_actions(
         seen.add(rid)
         new_ids.append(rid)
         entry = {k: reward.get(k) for k in ("item_id", "type", "value", "timestamp")}
+        entry["value"] = storable_number(entry["value"])
+        entry["timestamp"] = storable_number(entry["timestamp"])
         entry["final"] = bool(reward.get("final", False))
         entries.append({**entry, "late": not open_event})
         items.add(str(reward["item_id"]))

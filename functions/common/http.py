@@ -1,8 +1,9 @@
 """HTTP plumbing shared by the API handlers: one place maps errors to responses.
 
 Errors are JSON ``{error, detail, field?}``. Domain errors carry their status; the core's
-``FieldError`` and request validation become 422 naming the field; anything unexpected is logged
-with its stack and answered 500 without internals.
+``FieldError`` and request validation become 422 naming the field; a body that is not UTF-8 JSON
+(or nests deeper than the parser can go) is 400; anything unexpected is logged with its stack and
+answered 500 without internals.
 """
 
 from __future__ import annotations
@@ -13,11 +14,20 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from pydantic import ValidationError
 
 from bandit.errors import FieldError, ModelError
-from functions.common.errors import PayloadTooLargeError, ServiceError, UnavailableError
+from functions.common.api_models import UNION_TAGS
+from functions.common.errors import (
+    BadRequestError,
+    PayloadTooLargeError,
+    ServiceError,
+    UnavailableError,
+)
 from functions.common.observability import logger
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -43,7 +53,7 @@ def error_response(
 
 
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(part) for part in loc if part not in ("body",)]
+    parts = [str(part) for part in loc if part != "body" and part not in UNION_TAGS]
     out = ""
     for part in parts:
         out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
@@ -51,12 +61,20 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
 
 
 def validation_error(errors: list[Any]) -> Response[dict[str, Any]]:
-    """422 for pydantic/Powertools validation errors, naming the first bad field."""
+    """422 for pydantic/Powertools validation errors, naming the first bad field.
+
+    A ``FieldError`` raised inside a field's validator names a path below that field
+    (``.user.age``), which is appended to the field's own location.
+    """
     first = errors[0] if errors else {"loc": (), "msg": "invalid body"}
     field = _location(tuple(first.get("loc", ())))
     message = str(first.get("msg", "invalid value"))
     if first.get("type") == "json_invalid":
         return error_response(400, "bad_request", "body is not valid JSON", "body")
+    ctx = first.get("ctx")
+    cause = ctx.get("error") if isinstance(ctx, dict) else None
+    if isinstance(cause, FieldError):
+        field, message = f"{field}{cause.field}", cause.message
     return error_response(422, "validation_error", f"{field}: {message}", field)
 
 
@@ -85,6 +103,12 @@ def install_error_handlers(app: APIGatewayRestResolver) -> None:
     def _pydantic(error: ValidationError) -> Response[dict[str, Any]]:
         return validation_error(list(error.errors()))
 
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _media_type(error: RequestUnsupportedContentType) -> Response[dict[str, Any]]:
+        return error_response(
+            400, "bad_request", "the body must be application/json", "content-type"
+        )
+
     @app.exception_handler(ModelError)
     def _model(error: ModelError) -> Response[dict[str, Any]]:
         logger.error("model failed to load", extra={"error": str(error)})
@@ -108,6 +132,60 @@ def check_body_size(event: dict[str, Any], limit: int = MAX_BODY_BYTES) -> None:
         size = size * 3 // 4
     if size > limit:
         raise PayloadTooLargeError(f"body is {size} bytes; the limit is {limit}", field="body")
+
+
+def check_body_text(event: dict[str, Any]) -> None:
+    """Raise ``BadRequestError`` for a base64 body that is not UTF-8 text (JSON is text).
+
+    API Gateway base64-encodes bodies it cannot pass as text; the resolver would decode them
+    without a check.
+    """
+    body = event.get("body")
+    if not (event.get("isBase64Encoded") and body):
+        return
+    try:
+        base64.b64decode(body, validate=True).decode("utf-8")
+    except ValueError as exc:  # binascii.Error and UnicodeDecodeError are both ValueErrors
+        raise BadRequestError("body is not valid UTF-8 text", field="body") from exc
+
+
+def parse_json(body: str | bytes) -> Any:
+    """Parse a JSON body; every way it can fail is ``BadRequestError`` naming ``body``.
+
+    Besides syntax errors this covers bytes that are not UTF-8, integers longer than Python
+    converts (4300 digits) and nesting deeper than the parser's recursion limit, which would
+    otherwise surface as a 500. It is also the resolvers' ``json_body_deserializer``.
+
+    >>> parse_json('{"a": [1]}')
+    {'a': [1]}
+    >>> parse_json("[" * 100_000)
+    Traceback (most recent call last):
+    ...
+    functions.common.errors.BadRequestError: body nests too deeply to parse
+    """
+    try:
+        return json.loads(body)
+    except RecursionError as exc:
+        raise BadRequestError("body nests too deeply to parse", field="body") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, the int digit limit
+        raise BadRequestError("body is not valid JSON", field="body") from exc
+
+
+def parse_json_object(body: str | bytes) -> dict[str, Any]:
+    """``parse_json`` for a body that must be a JSON object, as every body of this API is.
+
+    The resolvers' deserializer: their validation would take a one-item list for the object in
+    it (``[{...}]`` for ``{...}``).
+
+    >>> parse_json_object('[{"version": 2}]')
+    Traceback (most recent call last):
+    ...
+    functions.common.errors.BadRequestError: body must be a JSON object
+    """
+    data = parse_json(body)
+    if not isinstance(data, dict):
+        raise BadRequestError("body must be a JSON object", field="body")
+    return data
 
 
 def header(event: dict[str, Any], name: str) -> str | None:

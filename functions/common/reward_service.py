@@ -18,6 +18,7 @@ from functions.common.api_models import RewardIn, RewardsBody
 from functions.common.auth import Principal, verify_signature
 from functions.common.aws import sqs
 from functions.common.errors import BadRequestError, UnavailableError
+from functions.common.http import parse_json
 from functions.common.observability import logger
 from functions.common.settings import settings
 
@@ -28,10 +29,7 @@ def parse_rewards(body: bytes, now: float) -> list[dict[str, Any]]:
     ``timestamp`` is the app's or, if it sent none, the time of receipt; ``reward_id`` depends
     only on what the app sent, so a retried post deduplicates.
     """
-    try:
-        data = json.loads(body or b"null")
-    except ValueError as exc:
-        raise BadRequestError("body is not valid JSON", field="body") from exc
+    data = parse_json(body or b"null")
     if isinstance(data, dict) and "rewards" in data:
         rewards = RewardsBody.model_validate(data).rewards
     elif isinstance(data, dict):

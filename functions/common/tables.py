@@ -23,6 +23,21 @@ from pynamodb.models import Model
 from functions.common.settings import settings
 
 UNBOUND = "unbound"
+# DynamoDB refuses numbers of a smaller magnitude than this ("Number underflow").
+MIN_NUMBER_MAGNITUDE = 1e-130
+
+
+def storable_number(value: float | None) -> float | None:
+    """``value`` as a DynamoDB number attribute can hold it: tinier magnitudes become 0.
+
+    Request validation caps how large numbers get; nothing stops them being tiny.
+
+    >>> storable_number(1e-200), storable_number(-0.25), storable_number(None)
+    (0.0, -0.25, None)
+    """
+    if value is None or value == 0 or abs(value) >= MIN_NUMBER_MAGNITUDE:
+        return value
+    return 0.0
 
 
 class PolicyItem(Model):

@@ -2,18 +2,18 @@
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from functions.common.api import api_handler, principal_of
+from functions.common.api import api_handler, api_resolver, principal_of
 from functions.common.api_models import RankBody
 from functions.common.http import install_error_handlers
 from functions.common.observability import tracer
 from functions.common.rank_service import RankService
 
 router = APIGatewayRouter()
-app = APIGatewayRestResolver(enable_validation=True)
+app = api_resolver()
 install_error_handlers(app)
 _service: RankService | None = None
 

@@ -2,18 +2,18 @@
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from functions.common import reward_service
-from functions.common.api import api_handler, principal_of
+from functions.common.api import api_handler, api_resolver, principal_of
 from functions.common.auth import Principal, verify_signature
 from functions.common.http import header, install_error_handlers, raw_body
 from functions.common.observability import tracer
 
 SIGNATURE_HEADER = "x-serendip-signature"
 router = APIGatewayRouter()
-app = APIGatewayRestResolver(enable_validation=True)
+app = api_resolver()
 install_error_handlers(app)
 
 
