@@ -215,6 +215,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "serendip-local"
+    # Headers and body go out in separate writes; with Nagle's algorithm on, the body of a
+    # keep-alive reply waits for the client's delayed ACK (tens of milliseconds per request).
+    disable_nagle_algorithm = True
     timeout = 60  # seconds an idle keep-alive connection is kept
     server: GatewayServer
 

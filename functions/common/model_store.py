@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
@@ -27,7 +26,13 @@ from functions.common.aws import s3
 from functions.common.errors import NotFoundError, StorageError
 from functions.common.observability import logger
 from functions.common.settings import settings
-from functions.common.tables import DecisionItem, ModelVersionItem, PolicyItem, bind
+from functions.common.tables import (
+    DecisionItem,
+    ModelVersionItem,
+    PolicyItem,
+    bind,
+    transaction_connection,
+)
 
 KEEP_VERSIONS = 20
 PRUNE_EVERY = 5  # prune on every 5th version: between 20 and 24 versions are kept
@@ -155,7 +160,7 @@ def save(
     item.events_learned = model.events_learned
     item.rolled_back_from = rolled_back_from
     try:
-        with TransactWrite(connection=Connection(region=settings().region)) as transaction:
+        with TransactWrite(connection=transaction_connection()) as transaction:
             transaction.save(item, condition=ModelVersionItem.version.does_not_exist())
             transaction.update(
                 PolicyItem(tenant, policy),

@@ -17,6 +17,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
+from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
@@ -210,9 +211,16 @@ def bind() -> None:
         model._connection = None
 
 
+@cache
+def transaction_connection() -> Connection:
+    """The connection transactions go through (one per process, like the models' own)."""
+    return Connection(region=settings().region)
+
+
 def unbind() -> None:
     """Forget the binding (tests that switch endpoints or table names)."""
     bind.cache_clear()
+    transaction_connection.cache_clear()
     for model in _TABLES:
         model.Meta.table_name = UNBOUND
         model._connection = None
