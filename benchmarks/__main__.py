@@ -1,4 +1,4 @@
-"""``python -m benchmarks``: run every benchmark, write results, regenerate the docs summary."""
+"""``python -m benchmarks``: run every benchmark, write results, regenerate the docs summaries."""
 
 from __future__ import annotations
 
@@ -11,17 +11,27 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bakeoff import ENCODINGS, bakeoff, run_count
-from benchmarks.core_speed import learning_throughput, rank_latency
+from benchmarks.cold_start import MODEL_SIZES, cold_start, stored_models
+from benchmarks.core_speed import QUICK_RANK_SIZES, RANK_SIZES, learning_throughput, rank_sizes
 from benchmarks.estimator_coverage import coverage
 from benchmarks.handler_speed import rank_handler_latency
+from benchmarks.http_speed import http_rank_latency
+from benchmarks.learner_speed import learner_bench
+from benchmarks.load import load_bench
+from benchmarks.load import markdown as load_markdown
 from benchmarks.machine import describe
+from benchmarks.memory import peak_memory
 from benchmarks.news import news
+from benchmarks.peers import markdown as peers_markdown
+from benchmarks.peers import peers, stream_decisions
+from benchmarks.performance_doc import write_performance_doc
 from benchmarks.quality import quality
 from benchmarks.report import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
+PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
 
 
 def _progress(label: str, total: int) -> Callable[[int], None]:
@@ -36,51 +46,115 @@ def _progress(label: str, total: int) -> Callable[[int], None]:
     return report
 
 
+def _note(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+class _Steps:
+    """Times each step of the run, for the run-time table of the performance document."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self._current: tuple[str, float] | None = None
+
+    def begin(self, name: str, message: str) -> None:
+        self.end()
+        print(message, file=sys.stderr, flush=True)
+        self._current = (name, time.perf_counter())
+
+    def end(self) -> None:
+        if self._current is not None:
+            name, began = self._current
+            self.seconds[name] = time.perf_counter() - began
+            self._current = None
+
+    def total(self) -> float:
+        return time.perf_counter() - self.started
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks; ``--quick`` runs tiny versions (a smoke test of the harness)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where JSON results go")
     parser.add_argument("--doc", type=Path, default=DOC, help="markdown summary to regenerate")
+    parser.add_argument(
+        "--performance-doc",
+        type=Path,
+        default=PERFORMANCE_DOC,
+        help="performance document to regenerate",
+    )
     args = parser.parse_args(argv)
-    decisions = 400 if args.quick else 20_000
-    rounds = 300 if args.quick else 5_000
-    calls = 200 if args.quick else 3_000
+    quick: bool = args.quick
+    decisions = 400 if quick else 20_000
+    rounds = 300 if quick else 5_000
+    calls = 200 if quick else 3_000
     args.results.mkdir(parents=True, exist_ok=True)
     machine = describe()
-    started = time.time()
+    steps = _Steps()
 
     def save(name: str, payload: dict[str, Any]) -> None:
         payload = {"machine": machine, "command": "make bench", **payload}
         (args.results / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
 
-    print(f"quality: {decisions:,} decisions, 5 policies on one stream", file=sys.stderr)
+    steps.begin("quality", f"quality: {decisions:,} decisions, 5 policies on one stream")
     save("quality", quality(decisions=decisions, progress=_progress("decisions", decisions)))
-    print(f"news scenario: {rounds:,} rounds", file=sys.stderr)
+    steps.begin("news", f"news scenario: {rounds:,} rounds")
     save("news", news(rounds=rounds))
-    print(f"core speed: {calls:,} rank calls, learning throughput", file=sys.stderr)
-    save(
-        "core_speed",
-        {
-            "rank_100x10": rank_latency(calls=calls, warmup=min(1_000, calls)),
-            "learning": learning_throughput(events=min(3_000, calls * 2)),
-        },
-    )
-    seeds = 20 if args.quick else 200
-    print(f"estimator coverage: {seeds} seeds", file=sys.stderr)
-    save("estimator_coverage", coverage(seeds=seeds, n=500 if args.quick else 2_000))
-    datasets = ("wine",) if args.quick else ("digits", "wine", "breast_cancer")
-    shuffles = 1 if args.quick else 10
+    sizes = QUICK_RANK_SIZES if quick else RANK_SIZES
+    shown = ", ".join(f"({c}, {s})" for c, s, _, _ in sizes)
+    steps.begin("core speed", f"core speed: rank at {shown}, learning throughput")
+    ranks = rank_sizes(sizes, progress=_note)
+    learning = learning_throughput(events=min(3_000, calls * 2))
+    save("core_speed", {"rank_100x10": ranks["100x10"], "rank_sizes": ranks, "learning": learning})
+    steps.begin("peers", "peers: raw VW floor, MABWiser and numpy LinUCB on the same stream")
+    save("peers", peers(quick, _progress("peer decisions", stream_decisions(quick))))
+    seeds = 20 if quick else 200
+    steps.begin("estimator coverage", f"estimator coverage: {seeds} seeds")
+    save("estimator_coverage", coverage(seeds=seeds, n=500 if quick else 2_000))
+    datasets = ("wine",) if quick else ("digits", "wine", "breast_cancer")
+    shuffles = 1 if quick else 10
     runs = run_count(datasets, shuffles, tuple(ENCODINGS))
-    print(f"bake-off: {', '.join(datasets)}, {shuffles} shuffles", file=sys.stderr)
+    steps.begin("bake-off", f"bake-off: {', '.join(datasets)}, {shuffles} shuffles")
     save(
         "bakeoff",
         bakeoff(datasets, shuffles=shuffles, progress=_progress("learner runs", runs)),
     )
-    print(f"rank handler on moto: {min(calls, 500):,} calls", file=sys.stderr)
+    steps.begin("rank handler on moto", f"rank handler on moto: {min(calls, 500):,} calls")
     save("handler_speed", {"rank_handler_moto": rank_handler_latency(calls=min(calls, 500))})
+    http_calls = 10 if quick else 200
+    steps.begin("rank over HTTP", f"rank over HTTP on the local stack: {http_calls:,} calls a way")
+    save(
+        "http_speed",
+        http_rank_latency(http_calls, warmup=3 if quick else 20, progress=_note),
+    )
+    steps.begin("load", "load on the local stack: concurrent clients, rank and signed rewards")
+    save("load", load_bench(quick))
+    events = 10 if quick else 300
+    steps.begin("learner through SQS", f"learner through SQS on moto: {events:,} events")
+    learner = learner_bench(learning, events=events, progress=_note)
+    save("learner_speed", learner)
+    repeats = 1 if quick else 5
+    served = 20 if quick else 1_000
+    steps.begin(
+        "cold start and memory",
+        f"cold start ({repeats} per model), model save/load by size, peak memory "
+        f"({served:,} ranks)",
+    )
+    with stored_models(MODEL_SIZES, repeats) as stored:
+        save("cold_start", cold_start(repeats, progress=_note, stored=stored))
+        save("memory", peak_memory(served, learner=learner, progress=_note, stored=stored))
+    steps.end()
+    save("run", {"quick": quick, "total_seconds": steps.total(), "steps": steps.seconds})
     write_report(args.results, args.doc)
-    print(f"done in {time.time() - started:.0f}s; summary in {args.doc}", file=sys.stderr)
+    write_performance_doc(
+        args.results, args.performance_doc, peers=peers_markdown, load=load_markdown
+    )
+    print(
+        f"done in {steps.total():.0f}s; summaries in {args.doc} and {args.performance_doc}",
+        file=sys.stderr,
+    )
     return 0
 
 

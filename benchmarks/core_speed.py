@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,11 @@ from bandit.spec import parse_spec
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
+    """p50, p95, p99 and mean of durations in seconds, in milliseconds.
+
+    >>> percentiles([0.001, 0.002, 0.003])["p50_ms"]
+    2.0
+    """
     ms = np.asarray(samples) * 1e3
     return {
         "p50_ms": float(np.percentile(ms, 50)),
@@ -49,14 +55,34 @@ def logged_events(
     return records
 
 
+# (candidates, slots) measured by ``rank_sizes``, with the warm-up events and calls of a full run:
+# the largest size learns 20 slots over 500 candidates per event, so it warms up on fewer.
+RANK_SIZES: tuple[tuple[int, int, int, int], ...] = (
+    (20, 5, 1_000, 3_000),
+    (100, 10, 1_000, 3_000),
+    (500, 20, 200, 1_000),
+)
+QUICK_RANK_SIZES: tuple[tuple[int, int, int, int], ...] = (
+    (20, 5, 100, 100),
+    (100, 10, 100, 100),
+    (500, 20, 10, 20),
+)
+
+
+def size_key(candidates: int, slots: int) -> str:
+    """The result key of one (candidates, slots) size, e.g. ``"100x10"``."""
+    return f"{candidates}x{slots}"
+
+
 def rank_latency(
     candidates: int = 100, slots: int = 10, warmup: int = 1_000, calls: int = 3_000, seed: int = 5
 ) -> dict[str, Any]:
     """Latency of ``Ranker.rank`` on a model trained on ``warmup`` events.
 
-    Also times building the decision record, which the stack does after ranking.
+    Also times building the decision record, which the stack does after ranking. The catalog
+    holds at least twice as many items as there are candidates.
     """
-    population = Population(seed=seed, candidates=candidates)
+    population = Population(seed=seed, candidates=candidates, n_items=max(400, 2 * candidates))
     spec = parse_spec(
         {
             "name": "bench",
@@ -84,9 +110,29 @@ def rank_latency(
         "candidates": candidates,
         "slots": slots,
         "calls": calls,
+        "warmup_events": warmup,
         "rank": percentiles(rank_times),
         "record": percentiles(record_times),
     }
+
+
+def rank_sizes(
+    sizes: tuple[tuple[int, int, int, int], ...] = RANK_SIZES,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """``rank_latency`` at each (candidates, slots, warm-up events, calls), keyed ``"CxS"``.
+
+    >>> sorted(rank_sizes(((5, 2, 5, 5),)))
+    ['5x2']
+    """
+    results: dict[str, dict[str, Any]] = {}
+    for candidates, slots, warmup, calls in sizes:
+        if progress is not None:
+            progress(f"{candidates} candidates, {slots} slots: {calls:,} calls")
+        results[size_key(candidates, slots)] = rank_latency(
+            candidates, slots, warmup=warmup, calls=calls
+        )
+    return results
 
 
 def learning_throughput(events: int = 3_000, seed: int = 9) -> dict[str, Any]:

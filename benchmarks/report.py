@@ -16,6 +16,8 @@ by hand. Every policy runs on the same simulated request stream (`bandit.simulat
 users in cohorts with category tastes, a catalog with per-item appeal, new users and new items
 arriving), so CTRs compare directly. "Expected CTR" uses the simulator's true click
 probabilities of the shown items (low variance); "observed CTR" counts sampled clicks.
+Latency, throughput, cold start and memory, with their targets, are in
+[performance.md](performance.md).
 """
 
 

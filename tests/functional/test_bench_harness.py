@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from benchmarks.__main__ import main as bench_main
+from benchmarks.performance_doc import performance_markdown
+
+
+def _positive_percentiles(row: dict[str, Any]) -> bool:
+    return all(row[key] > 0 for key in ("p50_ms", "p95_ms", "p99_ms"))
+
+
+def _positive_spread(row: dict[str, Any]) -> bool:
+    return 0 < row["min"] <= row["median"] <= row["max"]
 
 
 def test_bench_harness_writes_results_and_summary(tmp_path: Path) -> None:
     doc = tmp_path / "benchmarks.md"
-    assert bench_main(["--quick", "--results", str(tmp_path), "--doc", str(doc)]) == 0
+    performance = tmp_path / "performance.md"
+    argv = ["--quick", "--results", str(tmp_path), "--doc", str(doc)]
+    assert bench_main([*argv, "--performance-doc", str(performance)]) == 0
     quality = json.loads((tmp_path / "quality.json").read_text())
     assert set(quality["policies"]) >= {"for-you", "explore", "uniform-random", "oracle"}
     assert quality["policies"]["oracle"]["oracle_ratio_last_quarter"] == 1.0
     speed = json.loads((tmp_path / "core_speed.json").read_text())
     assert speed["rank_100x10"]["rank"]["p95_ms"] > 0
+    assert set(speed["rank_sizes"]) == {"20x5", "100x10", "500x20"}
+    assert all(_positive_percentiles(row["rank"]) for row in speed["rank_sizes"].values())
     summary = doc.read_text()
     assert "| for-you >= 85% of oracle CTR, last quarter |" in summary
     assert "| core rank p95 <= 2 ms" in summary
@@ -28,3 +42,79 @@ def test_bench_harness_writes_results_and_summary(tmp_path: Path) -> None:
     bake = json.loads((tmp_path / "bakeoff.json").read_text())
     assert "wine" in bake["datasets"]
     assert "## Contextual Bandit Bake-off" in summary
+    _check_performance(tmp_path, performance.read_text())
+
+
+def _check_performance(results: Path, doc: str) -> None:
+    http = json.loads((results / "http_speed.json").read_text())
+    for way in ("http_keep_alive", "http_new_connection", "direct"):
+        assert _positive_percentiles(http[way])
+    learner = json.loads((results / "learner_speed.json").read_text())
+    assert learner["core"]["slot_examples_per_second"] > 0
+    sqs = learner["sqs"]
+    assert sqs["events"] > 0 and sqs["slot_examples"] >= sqs["events"]
+    assert sqs["events_per_second"] > 0 and sqs["slot_examples_per_second"] > 0
+    cold = json.loads((results / "cold_start.json").read_text())
+    assert set(cold["models"]) == {"10 KB", "100 KB", "1 MB", "4 MB"}
+    for model in cold["models"].values():
+        assert model["serialised_bytes"] >= model["target_bytes"] > 0
+        assert model["stored_bytes"] > 0 and model["stored_in"] in {"inline", "s3"}
+        assert _positive_spread(model["save_s"]) and _positive_spread(model["load_s"])
+    assert cold["models"]["10 KB"]["stored_in"] == "inline"
+    assert cold["models"]["4 MB"]["stored_in"] == "s3"
+    assert set(cold["cold_start"]) == {"100 KB", "4 MB"}
+    for start in cold["cold_start"].values():
+        for key in ("import_s", "first_request_s", "import_and_first_request_s", "process_s"):
+            assert _positive_spread(start[key])
+    memory = json.loads((results / "memory.json").read_text())
+    assert memory["rank_process"]["peak_rss_mb"] > 0
+    assert memory["learn_process"]["peak_rss_mb"] > 0
+    peers = json.loads((results / "peers.json").read_text())
+    assert {"floor", "stream", "targets"} <= set(peers)
+    load = json.loads((results / "load.json").read_text())
+    assert load["requests"] > 0 and load["server_errors"] == 0
+    assert load["rewards"]["accepted"] > 0 and load["rewards"]["lost"] == 0
+    run = json.loads((results / "run.json").read_text())
+    assert run["quick"] is True and run["total_seconds"] > 0
+    for heading in (
+        "## Targets",
+        "## Core rank latency",
+        "## Rank handler end to end",
+        "## Learner throughput",
+        "## Cold start",
+        "### Model save and load by size",
+        "## Peak memory",
+        "## Run time",
+        "## Machine and command",
+        "## Peers: serendip against raw VW, MABWiser and a numpy LinUCB",
+        "## Load on the local stack",
+    ):
+        assert heading in doc
+    for target in (
+        "| core rank p95 <= 1 ms at (100 candidates, 10 slots) |",
+        "| rank handler p95 <= 15 ms, in process on moto |",
+        "| cold start (import + first rank) <= 1.5 s with a 100 KB model",
+        "| learner >= 3,000 slot examples/s on one core, core only |",
+        "| rank process peak RSS <= 250 MB |",
+        "| `make bench` completes in under 15 minutes |",
+    ):
+        assert target in doc
+    assert "| 500 x 20 |" in doc
+    assert "| HTTP on the local stack, keep-alive |" in doc
+
+
+def test_performance_doc_renders_plugged_sections_only_when_their_results_exist(
+    tmp_path: Path,
+) -> None:
+    def peers(data: dict[str, Any]) -> list[str]:
+        return ["## Peers", "", f"peer figure {data['figure']}"]
+
+    def load(data: dict[str, Any]) -> list[str]:
+        return ["## Load", "", f"load figure {data['figure']}"]
+
+    without = performance_markdown(tmp_path, peers=peers, load=load)
+    assert "## Peers" not in without and "## Load" not in without
+    (tmp_path / "peers.json").write_text(json.dumps({"figure": 7}))
+    with_peers = performance_markdown(tmp_path, peers=peers, load=load)
+    assert "peer figure 7" in with_peers and "## Load" not in with_peers
+    assert "## Peers" not in performance_markdown(tmp_path)
