@@ -49,16 +49,10 @@ COLD_START_SIZES = ("100 KB", "4 MB")
 def rank_event(policy: str, api_key: str, seed: int, candidates: int = 100, slots: int = 10) -> Any:
     """An API Gateway proxy event ranking ``candidates`` simulated items into ``slots``."""
     from bandit.simulation import Population
-    from local.demo import candidate_json
+    from local.demo import rank_body
     from local.lambda_events import proxy_event
 
-    request = Population(seed=seed, candidates=candidates).next_request()
-    body = {
-        "context": request.context,
-        "user_id": request.user_id,
-        "candidates": [candidate_json(c) for c in request.candidates],
-        "slate_size": slots,
-    }
+    body = rank_body(Population(seed=seed, candidates=candidates).next_request(), slots)
     return proxy_event(
         "POST",
         f"/v1/policies/{policy}/rank",

@@ -50,7 +50,7 @@ def _measure(calls: int, candidates: int, slots: int) -> dict[str, Any]:
     from functions.common.settings import reset_settings
     from functions.common.tables import unbind
     from functions.rank import app as rank
-    from local.demo import candidate_json
+    from local.demo import rank_body
     from local.lambda_events import FakeLambdaContext, proxy_event
     from local.resources import ROOT, create_resources
 
@@ -65,13 +65,7 @@ def _measure(calls: int, candidates: int, slots: int) -> dict[str, Any]:
     headers = {"content-type": "application/json", "x-api-key": key.api_key}
     events = []
     for _ in range(calls + 20):
-        request = population.next_request()
-        body = {
-            "context": request.context,
-            "user_id": request.user_id,
-            "candidates": [candidate_json(c) for c in request.candidates],
-            "slate_size": slots,
-        }
+        body = rank_body(population.next_request(), slots)
         events.append(
             proxy_event(
                 "POST",

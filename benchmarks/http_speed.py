@@ -32,18 +32,12 @@ PATH = "/v1/policies/for-you/rank"
 
 def _bodies(count: int, candidates: int, slots: int) -> list[bytes]:
     from bandit.simulation import Population
-    from local.demo import candidate_json
+    from local.demo import rank_body
 
     population = Population(seed=3, candidates=candidates)
     bodies = []
     for _ in range(count):
-        request = population.next_request()
-        body = {
-            "context": request.context,
-            "user_id": request.user_id,
-            "candidates": [candidate_json(c) for c in request.candidates],
-            "slate_size": slots,
-        }
+        body = rank_body(population.next_request(), slots)
         bodies.append(json.dumps(body).encode())
     return bodies
 

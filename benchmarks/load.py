@@ -126,14 +126,10 @@ class _LoadClient:
         return len(accepted) == len(rewards)
 
     def _round(self) -> None:
-        from local.demo import candidate_json
+        from local.demo import rank_body
 
         request = self.population.next_request()
-        body = {
-            "context": request.context,
-            "user_id": request.user_id,
-            "candidates": [candidate_json(c) for c in request.candidates],
-        }
+        body = rank_body(request)
         response = self._call("rank", lambda: self.client.rank(self.policy, body))
         if response is None or response.status != 200:
             return

@@ -70,13 +70,20 @@ def candidate_json(candidate: Candidate) -> dict[str, Any]:
     }
 
 
-def _rank(client: SerendipClient, policy: str, request: SimRequest) -> HttpResponse:
-    body = {
+def rank_body(request: SimRequest, slate_size: int | None = None) -> dict[str, Any]:
+    """The rank API's body for a simulated request (the policy's slate size unless given)."""
+    body: dict[str, Any] = {
         "context": request.context,
         "user_id": request.user_id,
         "candidates": [candidate_json(c) for c in request.candidates],
     }
-    return client.rank(policy, body)
+    if slate_size is not None:
+        body["slate_size"] = slate_size
+    return body
+
+
+def _rank(client: SerendipClient, policy: str, request: SimRequest) -> HttpResponse:
+    return client.rank(policy, rank_body(request))
 
 
 def _error_code(response: HttpResponse) -> str:
