@@ -61,7 +61,7 @@ UNIFORM = "uniform random"
 ORACLE = "oracle"
 MABWISER = (MAB_LINUCB, MAB_LINTS, MAB_SHARED)
 FORMULATIONS = {
-    SERENDIP: "policies/for-you.yaml: VW cb_adf, -q CI, epsilon-greedy, budget 5% (cold users 10%)",
+    SERENDIP: "policies/for-you.yaml: VW cb_adf, -q CI, SquareCB, budget 5% (cold users 10%)",
     NUMPY_LINUCB: "one ridge model over joint rows, alpha 1, lambda 1",
     MAB_LINUCB: "one ridge model per item id over the context vector, alpha 1, lambda 1",
     MAB_LINTS: "one ridge model per item id over the context vector, alpha 1, lambda 1",

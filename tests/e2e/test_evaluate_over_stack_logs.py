@@ -18,7 +18,7 @@ import yaml
 
 from bandit.decision_log import read_jsonl
 from bandit.replay import evaluate
-from bandit.spec import PolicySpec, SegmentSpec, load_spec
+from bandit.spec import ExplorationAlgorithm, PolicySpec, SegmentSpec, load_spec
 from functions.common import policy_store
 from functions.common.auth import create_key
 from local.client import SerendipClient
@@ -32,7 +32,7 @@ LOGGING = "steady"
 
 
 def variant(name: str, budget: float) -> PolicySpec:
-    """for-you with one segment at ``budget`` and without the popularity prior.
+    """for-you with one segment at ``budget``, uniform exploration, no popularity prior.
 
     The stack's popularity counters move on their own clock (after each save), so a policy
     that blends them in cannot be replayed exactly; without them the replay reproduces the
@@ -46,7 +46,9 @@ def variant(name: str, budget: float) -> PolicySpec:
             "segments": (SegmentSpec(name="all"),),
         }
     )
-    exploration = for_you.exploration.model_copy(update={"budget": budget})
+    exploration = for_you.exploration.model_copy(
+        update={"algorithm": ExplorationAlgorithm.EPSILON_GREEDY, "budget": budget}
+    )
     return for_you.model_copy(
         update={"name": name, "cold_start": cold_start, "exploration": exploration}
     )

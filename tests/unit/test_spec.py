@@ -70,7 +70,7 @@ def test_for_you_exploits_with_a_small_budget_and_no_discovery(
     for_you: PolicySpec, explore: PolicySpec
 ) -> None:
     assert for_you.exploration.discovery_positions == ()
-    assert for_you.exploration.algorithm is ExplorationAlgorithm.EPSILON_GREEDY
+    assert for_you.exploration.algorithm is ExplorationAlgorithm.SQUARECB
     assert for_you.exploration.budget == 0.05
     assert for_you.exploration.budget < explore.exploration.budget
     assert for_you.diversity.max_per_category is None
