@@ -22,6 +22,7 @@ from bandit.budget import BudgetKey, Spend
 from bandit.coldstart import ItemStats
 from functions.common.errors import StorageError
 from functions.common.observability import logger, metrics
+from functions.common.settings import settings
 from functions.common.tables import CounterItem, bind
 
 POPULARITY_SHARDS = 16
@@ -185,3 +186,44 @@ def popularity(
         else:
             stats[cell.sk] = value
     return stats, totals
+
+
+@dataclass
+class PopularityCache:
+    """``popularity`` through a per-process cache: each item and the totals are read at most
+    once every ``max_age`` seconds (default: the settings' ``model_cache_seconds``; 0 reads on
+    every call).
+
+    Popularity moves only when the learner saves a batch, so a second-old count changes nothing
+    a cold user would see, and a busy container stops reading every candidate's cell on every
+    cold rank. Items with no cell yet are cached as unknown too. At most ``capacity`` items are
+    kept, the oldest dropped first.
+    """
+
+    max_age: float | None = None
+    clock: Callable[[], float] = time.monotonic
+    capacity: int = 100_000
+    _items: dict[tuple[str, str, str], tuple[float, ItemStats | None]] = field(default_factory=dict)
+    _totals: dict[tuple[str, str], tuple[float, ItemStats | None]] = field(default_factory=dict)
+
+    def _fresh(self, entry: tuple[float, object] | None, now: float) -> bool:
+        max_age = settings().model_cache_seconds if self.max_age is None else self.max_age
+        return entry is not None and now - entry[0] < max_age
+
+    def get(
+        self, tenant: str, policy: str, item_ids: Iterable[str]
+    ) -> tuple[dict[str, ItemStats], ItemStats | None]:
+        """What ``popularity`` returns, reading only the cells that are missing or too old."""
+        now = self.clock()
+        wanted = set(item_ids)
+        stale = [i for i in wanted if not self._fresh(self._items.get((tenant, policy, i)), now)]
+        if stale or not self._fresh(self._totals.get((tenant, policy)), now):
+            stats, totals = popularity(tenant, policy, stale)
+            for item_id in stale:
+                self._items.pop((tenant, policy, item_id), None)
+                self._items[(tenant, policy, item_id)] = (now, stats.get(item_id))
+            self._totals[(tenant, policy)] = (now, totals)
+            while len(self._items) > self.capacity:
+                self._items.pop(next(iter(self._items)))
+        found = {i: self._items[(tenant, policy, i)][1] for i in wanted}
+        return {i: s for i, s in found.items() if s is not None}, self._totals[(tenant, policy)][1]

@@ -36,6 +36,7 @@ class RankService:
         self._budgets: dict[tuple[str, str, int], ExplorationBudget] = {}
         # Featurized candidates, shared by every policy: a line depends only on the candidate.
         self.lines = ActionLines()
+        self.popularity = counters.PopularityCache()
 
     def _policy(self, tenant: str, name: str) -> policy_store.StoredPolicy:
         key = (tenant, name)
@@ -171,8 +172,8 @@ class RankService:
                 out.append(found[candidate])
         return out
 
-    @staticmethod
     def _prior(
+        self,
         tenant: str,
         spec: PolicySpec,
         examples_learned: int,
@@ -185,7 +186,7 @@ class RankService:
         if not (needs_prior or needs_impressions):
             return PopularityPrior({}, smoothing)
         try:
-            stats, totals = counters.popularity(tenant, spec.name, [c.id for c in candidates])
+            stats, totals = self.popularity.get(tenant, spec.name, [c.id for c in candidates])
         except StorageError as exc:
             logger.warning("popularity unavailable", extra={"error": exc.detail})
             stats, totals = {}, None

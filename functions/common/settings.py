@@ -29,7 +29,8 @@ class Settings:
     reward_queue_url: str
     reward_dlq_url: str
     policies_dir: Path
-    model_cache_seconds: float  # how long the rank path trusts its copy of a policy's head
+    # How long the rank path trusts its copies of a policy's head and of popularity counts.
+    model_cache_seconds: float
     inline_model_bytes: int
 
 
