@@ -272,6 +272,9 @@ class GatewayServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5 connections; many clients connecting at once (each
+    # urllib request is a new connection) overflow it and get their connections reset.
+    request_queue_size = 128
 
     def __init__(self, gateway: Gateway, host: str = "127.0.0.1", port: int = 0) -> None:
         self.gateway = gateway
