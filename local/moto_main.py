@@ -19,14 +19,15 @@ _DYNAMODB_LOCK = threading.Lock()
 _call_action = DynamoHandler.call_action
 
 
-def _serialised_call_action(self: DynamoHandler) -> Any:
+def serialised_call_action(self: DynamoHandler) -> Any:
+    """moto's DynamoDB dispatch, one call at a time (its transactions race concurrent writes)."""
     with _DYNAMODB_LOCK:
         return _call_action(self)
 
 
 def run(argv: list[str]) -> None:
     """Run moto's server with DynamoDB calls serialised."""
-    DynamoHandler.call_action = _serialised_call_action  # type: ignore[method-assign]
+    DynamoHandler.call_action = serialised_call_action  # type: ignore[method-assign]
     main(argv)
 
 

@@ -19,7 +19,6 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from moto.dynamodb.responses import DynamoHandler
 
 from functions.common import decision_store, model_store
 from functions.common.errors import StorageError
@@ -33,19 +32,6 @@ THREADS = 4
 BATCH = 10  # rewards per SQS message, as the webhook queues them
 FULL, FINAL, PARTIAL = 24, 4, 4  # events rewarded on every slot, by one final click, on 2 slots
 REDELIVERIES = 5  # a batch whose learning fails is redelivered, as SQS would
-
-
-@pytest.fixture
-def serialised_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
-    """One moto DynamoDB call at a time (see the module docstring)."""
-    lock = threading.Lock()
-    call_action = DynamoHandler.call_action
-
-    def serialised(self: DynamoHandler) -> Any:
-        with lock:
-            return call_action(self)
-
-    monkeypatch.setattr(DynamoHandler, "call_action", serialised)
 
 
 @pytest.fixture

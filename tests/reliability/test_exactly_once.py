@@ -14,7 +14,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.dynamodb.responses import DynamoHandler
 
 from functions.common import decision_store, model_store
 from functions.common.learn_service import Learner, LearnReport
@@ -27,20 +26,6 @@ from tests.reliability.conftest import Api
 
 POLICY = "for-you"
 CANDIDATES = [{"id": f"item-{i}", "category": f"c{i % 3}"} for i in range(10)]
-
-
-@pytest.fixture
-def serialised_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
-    """One DynamoDB call at a time, as ``local.moto_main`` does for the local stack: moto's
-    backend deep-copies tables in a transaction and is not safe against concurrent writers."""
-    lock = threading.Lock()
-    call_action = DynamoHandler.call_action
-
-    def serialised(self: DynamoHandler) -> Any:
-        with lock:
-            return call_action(self)
-
-    monkeypatch.setattr(DynamoHandler, "call_action", serialised)
 
 
 def rank(api: Api) -> dict[str, Any]:
