@@ -4,8 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The functions of template.yaml; `sam build` runs `make build-<LogicalId>` for each of them.
-FUNCTION_BUILDS := build-RankFunction build-RewardsFunction build-LearnFunction \
-	build-SweepFunction build-AdminFunction
+FUNCTION_BUILDS := build-RankFunction build-RewardsFunction build-RouteFunction \
+	build-LearnFunction build-SweepFunction build-AdminFunction
 
 .PHONY: demo serve test lint unit bench setup clean build browser $(FUNCTION_BUILDS)
 

@@ -108,11 +108,26 @@ class DecisionRecord(_Record):
     constraints: Constraints = Constraints()
     deferred: bool = False
     activated: bool = True
+    activated_at: float | None = None
+    wait_seconds: int | None = None  # the reward wait in force when the event was decided
     learned_version: int | None = None
 
     def shown_ids(self) -> list[str]:
         """Item ids of the slate in position order."""
         return [slot.item_id for slot in sorted(self.slate, key=lambda s: s.position)]
+
+    @property
+    def window_start(self) -> float:
+        """When the reward wait started: activation for deferred events, else the decision."""
+        return self.timestamp if self.activated_at is None else self.activated_at
+
+    def core_rewards(self) -> list[Reward]:
+        """The posted rewards as core values, in the order they were stored."""
+        return [reward.to_reward() for reward in self.rewards]
+
+    def late_reward_indices(self) -> frozenset[int]:
+        """Indices of the rewards flagged late (posted after the event closed)."""
+        return frozenset(i for i, reward in enumerate(self.rewards) if reward.late)
 
 
 def read_jsonl(source: str | Path | IO[str]) -> Iterator[DecisionRecord]:

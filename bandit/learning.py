@@ -14,7 +14,7 @@ import numpy as np
 
 from bandit.decision_log import DecisionRecord
 from bandit.features import action_lines, shared_line
-from bandit.rewards import slot_rewards
+from bandit.rewards import record_outcome
 from bandit.slate import SlateConstraints, allowed_mask
 from bandit.spec import PolicySpec
 from bandit.vw import VWModel
@@ -52,14 +52,7 @@ def slot_examples(record: DecisionRecord, spec: PolicySpec) -> list[SlotExample]
     shared = shared_line(record.context)
     index = {candidate.id: i for i, candidate in enumerate(candidates)}
     constraints = constraints_of(record)
-    late = frozenset(i for i, reward in enumerate(record.rewards) if reward.late)
-    outcome = slot_rewards(
-        record.shown_ids(),
-        [reward.to_reward() for reward in record.rewards],
-        record.timestamp,
-        spec.rewards,
-        late,
-    )
+    outcome = record_outcome(record, spec.rewards)
     examples: list[SlotExample] = []
     chosen: list[int] = []
     for slot in sorted(record.slate, key=lambda s: s.position):
@@ -83,7 +76,18 @@ def slot_examples(record: DecisionRecord, spec: PolicySpec) -> list[SlotExample]
 
 def learn_record(model: VWModel, record: DecisionRecord, spec: PolicySpec) -> int:
     """Learn every shown slot of one closed event; return the number of slot examples."""
-    examples = slot_examples(record, spec)
+    return learn_examples(model, slot_examples(record, spec))
+
+
+def learn_examples(model: VWModel, examples: Iterable[SlotExample]) -> int:
+    """Learn one event's slot examples (from ``slot_examples``) and count the event learned.
+
+    Returns the number of slot examples.
+
+    Building the examples can fail on a record that contradicts itself; building them first
+    and learning after keeps such a record from leaving half an event in the model.
+    """
+    examples = list(examples)
     for example in examples:
         model.learn(
             example.shared,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bandit.decision_log import DecisionRecord, LoggedSlot
-from bandit.rewards import aggregate, is_late, reward_value
+from bandit.rewards import aggregate, counts, reward_value, window_spec
 from bandit.spec import RewardSpec
 
 HEAD_SHARE = 0.2
@@ -46,12 +46,10 @@ def slot_outcomes(
     valued: dict[str, list[tuple[str, float, float, float]]] = {
         item: [] for item in record.shown_ids()
     }
+    window = window_spec(record, spec)
     for reward in record.rewards:
-        if (
-            reward.item_id not in valued
-            or reward.type not in spec.types
-            or reward.late
-            or is_late(reward.timestamp, record.timestamp, spec)
+        if reward.item_id not in valued or not counts(
+            reward.to_reward(), record.window_start, window, flagged_late=reward.late
         ):
             continue
         worth = reward_value(spec, reward.type, reward.value)

@@ -96,6 +96,7 @@ class RankResult:
             ),
             deferred=deferred,
             activated=not deferred,
+            wait_seconds=spec.rewards.wait_seconds,
         )
 
 

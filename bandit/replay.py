@@ -29,7 +29,7 @@ from bandit.learning import constraints_of, learn_record
 from bandit.ope import Estimate, estimate
 from bandit.ope_slates import slate_estimate
 from bandit.ranker import Ranker, RankRequest
-from bandit.rewards import slot_rewards
+from bandit.rewards import record_outcome
 from bandit.slate import SlateConstraints, allowed_mask, slot_distribution
 from bandit.spec import PolicySpec
 
@@ -141,15 +141,8 @@ def evaluate(
 
 
 def _slot_rewards(record: DecisionRecord, spec: PolicySpec) -> list[float]:
-    shown = record.shown_ids()
-    outcome = slot_rewards(
-        shown,
-        [r.to_reward() for r in record.rewards],
-        record.timestamp,
-        spec.rewards,
-        frozenset(i for i, r in enumerate(record.rewards) if r.late),
-    )
-    return [outcome.per_item[item] for item in shown]
+    outcome = record_outcome(record, spec.rewards)
+    return [outcome.per_item[item] for item in record.shown_ids()]
 
 
 def observe(ranker: Ranker, record: DecisionRecord, rewards: Sequence[float]) -> None:

@@ -3,8 +3,13 @@
 A policy maps reward types to weights (clicks for one surface, purchases or watch time for
 another): a posted ``{type, value}`` is worth ``weight * value`` (value defaults to 1), capped
 at ``max_reward``. Several rewards for one shown item aggregate as ``earliest``, ``sum`` or
-``max``; shown items with none get the ``default`` reward. A reward that arrives after the
-event's reward wait is late: counted and kept, never learned.
+``max``; shown items with none get the ``default`` reward.
+
+One rule decides which posted rewards count, for closing, learning and metrics alike
+(``counts``): a reward is late when its timestamp is past the event's reward window (which
+starts when the event was shown: at rank, or at activation for deferred events) or when it came
+after the event closed; a reward of a type the policy does not (or no longer) value is unknown.
+Late and unknown rewards are counted and kept, never learned, and never close an event.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from bandit.decision_log import DecisionRecord
 from bandit.domain import Reward
 from bandit.errors import FieldError
 from bandit.spec import RewardSpec
@@ -35,8 +41,25 @@ def reward_value(spec: RewardSpec, reward_type: str, value: float | None = None)
 
 
 def is_late(reward_timestamp: float, decided_at: float, spec: RewardSpec) -> bool:
-    """Whether a reward came after the event's reward wait."""
+    """Whether a reward came after the event's reward wait (``decided_at`` starts the window)."""
     return reward_timestamp > decided_at + spec.wait_seconds
+
+
+def counts(reward: Reward, window_start: float, spec: RewardSpec, *, flagged_late: bool) -> bool:
+    """Whether a posted reward counts: not late (by time or flag) and of a type ``spec`` values.
+
+    >>> from bandit.spec import RewardSpec
+    >>> spec = RewardSpec(types={"click": 1.0}, wait_seconds=60)
+    >>> counts(Reward("a", "click", 1.0, 30.0), 0.0, spec, flagged_late=False)
+    True
+    >>> counts(Reward("a", "click", 1.0, 1e12, final=True), 0.0, spec, flagged_late=False)
+    False
+    >>> counts(Reward("a", "like", 1.0, 30.0), 0.0, spec, flagged_late=False)
+    False
+    """
+    if flagged_late or is_late(reward.timestamp, window_start, spec):
+        return False
+    return reward.type in spec.types
 
 
 def aggregate(values: Sequence[tuple[float, float]], how: str) -> float:
@@ -54,11 +77,12 @@ def aggregate(values: Sequence[tuple[float, float]], how: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class RewardOutcome:
-    """Per-item rewards to learn, and how many posted rewards were late or off-slate."""
+    """Per-item rewards to learn, and how many posted rewards were late, off-slate or unknown."""
 
     per_item: dict[str, float]
     late: int
     orphan: int
+    unknown: int = 0
 
 
 def slot_rewards(
@@ -70,10 +94,11 @@ def slot_rewards(
 ) -> RewardOutcome:
     """The reward each shown item earns; ``late_ids`` are indices of rewards flagged late.
 
-    Rewards for items that were not shown are orphans; they are counted, not learned.
+    ``decided_at`` starts the reward window. Rewards for items that were not shown are orphans,
+    rewards of types ``spec`` does not value are unknown: both are counted, not learned.
     """
     collected: dict[str, list[tuple[float, float]]] = {}
-    late = orphan = 0
+    late = orphan = unknown = 0
     shown_set = set(shown)
     for index, reward in enumerate(rewards):
         if index in late_ids or is_late(reward.timestamp, decided_at, spec):
@@ -82,26 +107,70 @@ def slot_rewards(
         if reward.item_id not in shown_set:
             orphan += 1
             continue
+        if reward.type not in spec.types:
+            unknown += 1
+            continue
         worth = reward_value(spec, reward.type, reward.value)
         collected.setdefault(reward.item_id, []).append((reward.timestamp, worth))
     per_item = {
         item: aggregate(collected[item], spec.aggregation) if item in collected else spec.default
         for item in shown
     }
-    return RewardOutcome(per_item, late, orphan)
+    return RewardOutcome(per_item, late, orphan, unknown)
 
 
 def is_closed(
-    shown: Sequence[str], rewards: Iterable[Reward], decided_at: float, now: float, spec: RewardSpec
+    shown: Sequence[str],
+    rewards: Iterable[Reward],
+    decided_at: float,
+    now: float,
+    spec: RewardSpec,
+    *,
+    late_ids: frozenset[int] = frozenset(),
 ) -> bool:
-    """An event closes when a final reward came, every slot has a reward, or its wait is over."""
+    """An event closes when a final reward came, every slot has a reward, or its wait is over.
+
+    Only rewards that ``counts`` close an event: a far-future timestamp or an unknown type
+    closes nothing. ``late_ids`` are indices of rewards flagged late.
+    """
     if now >= decided_at + spec.wait_seconds:
         return True
     rewarded: set[str] = set()
-    for reward in rewards:
-        if is_late(reward.timestamp, decided_at, spec):
+    for index, reward in enumerate(rewards):
+        if not counts(reward, decided_at, spec, flagged_late=index in late_ids):
             continue
         if reward.final:
             return True
         rewarded.add(reward.item_id)
     return bool(shown) and rewarded.issuperset(shown)
+
+
+def window_spec(record: DecisionRecord, spec: RewardSpec) -> RewardSpec:
+    """``spec`` with the reward wait the event was decided under (a later change of the wait
+    applies to later events only, so an event's window never moves)."""
+    if record.wait_seconds is None or record.wait_seconds == spec.wait_seconds:
+        return spec
+    return spec.model_copy(update={"wait_seconds": record.wait_seconds})
+
+
+def record_outcome(record: DecisionRecord, spec: RewardSpec) -> RewardOutcome:
+    """``slot_rewards`` of a logged event, under the one lateness rule."""
+    return slot_rewards(
+        record.shown_ids(),
+        record.core_rewards(),
+        record.window_start,
+        window_spec(record, spec),
+        record.late_reward_indices(),
+    )
+
+
+def record_closed(record: DecisionRecord, now: float, spec: RewardSpec) -> bool:
+    """``is_closed`` of a logged event (whether it is open in storage is the caller's concern)."""
+    return is_closed(
+        record.shown_ids(),
+        record.core_rewards(),
+        record.window_start,
+        now,
+        window_spec(record, spec),
+        late_ids=record.late_reward_indices(),
+    )

@@ -17,6 +17,8 @@ from benchmarks.estimator_coverage import coverage
 from benchmarks.handler_speed import rank_handler_latency
 from benchmarks.http_speed import http_rank_latency
 from benchmarks.learner_speed import learner_bench
+from benchmarks.learning_loop import learning_loop_bench
+from benchmarks.learning_loop import markdown as learning_loop_markdown
 from benchmarks.load import load_bench
 from benchmarks.load import markdown as load_markdown
 from benchmarks.machine import describe
@@ -135,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     steps.begin("learner through SQS", f"learner through SQS on moto: {events:,} events")
     learner = learner_bench(learning, events=events, progress=_note)
     save("learner_speed", learner)
+    steps.begin(
+        "learning loop",
+        "learning loop on the local stack: AWS requests per learned event, reward -> changed "
+        "ranking, closing a backlog with the sweep",
+    )
+    save("learning_loop", learning_loop_bench(quick, progress=_note))
     repeats = 1 if quick else 5
     served = 20 if quick else 1_000
     steps.begin(
@@ -149,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     save("run", {"quick": quick, "total_seconds": steps.total(), "steps": steps.seconds})
     write_report(args.results, args.doc)
     write_performance_doc(
-        args.results, args.performance_doc, peers=peers_markdown, load=load_markdown
+        args.results,
+        args.performance_doc,
+        peers=peers_markdown,
+        load=load_markdown,
+        learning_loop=learning_loop_markdown,
     )
     print(
         f"done in {steps.total():.0f}s; summaries in {args.doc} and {args.performance_doc}",

@@ -3,10 +3,12 @@
 Through SQS: a setup process stores simulated decisions of policy ``for-you`` (50 candidates,
 5 slots) on moto's server and queues one reward message per event, rewarding every shown slot
 the way the webhook queues them (``reward_service.parse_rewards``), so every event closes. A fresh
-process then imports ``functions.learn.app`` and drains the queue with the local stack's SQS
-poller (batches of 10, as ``template.yaml`` sets): join rewards, learn each closed event, save a
-model version per batch, update counters and user profiles, delete the messages. The figures
-come from the saved head model's counters, so they count what was stored.
+process then imports ``functions.route.app`` and ``functions.learn.app`` and drains both queues
+with the local stack's SQS pollers, batched as ``template.yaml`` sets (the router up to 500 posts,
+the FIFO learner 10 messages): route each reward to its policy, join the rewards in bulk, learn
+each closed event, save a model version per 90 events, update counters and user profiles,
+delete the messages. The figures come from the saved head model's counters, so they count what
+was stored.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from benchmarks.fresh_process import (
 )
 
 POLICY = "for-you"
-BATCH_SIZE = 10
+ROUTE_BATCH_SIZE = 500
+LEARN_BATCH_SIZE = 10
 _COUNTED = ("events_learned", "slot_examples_learned")  # checked against the setup, not reported
 
 
@@ -95,12 +98,13 @@ def _setup(args: list[str]) -> dict[str, Any]:
 
 
 def _drain(args: list[str]) -> dict[str, Any]:
-    """Child: import the learn handler and drain the reward queue through it."""
+    """Child: import the router and the learner and drain both queues through them."""
     from local.lambda_events import FakeLambdaContext
 
     phases = {"start": current_rss_mb()}
     started = time.perf_counter()
-    from functions.learn import app
+    from functions.learn import app as learn_app
+    from functions.route import app as route_app
 
     imported = time.perf_counter()
     phases["imported"] = current_rss_mb()
@@ -108,28 +112,44 @@ def _drain(args: list[str]) -> dict[str, Any]:
     from functions.common.settings import settings
     from local.workers import SqsPoller
 
-    def handler(event: dict[str, Any]) -> Any:
-        return app.lambda_handler(event, FakeLambdaContext())
+    def route(event: dict[str, Any]) -> Any:
+        return route_app.lambda_handler(event, FakeLambdaContext(timeout_ms=60_000))
 
-    poller = SqsPoller(
+    def learn(event: dict[str, Any]) -> Any:
+        return learn_app.lambda_handler(event, FakeLambdaContext(timeout_ms=60_000))
+
+    router = SqsPoller(
         settings().reward_queue_url,
-        handler,
-        batch_size=BATCH_SIZE,
+        route,
+        batch_size=ROUTE_BATCH_SIZE,
+        batch_window=1.0,
+        wait_seconds=0,
+        visibility_timeout=300,
+    )
+    learner = SqsPoller(
+        settings().learn_queue_url,
+        learn,
+        batch_size=LEARN_BATCH_SIZE,
         wait_seconds=0,
         visibility_timeout=300,
     )
     begun = time.perf_counter()
-    while poller.poll_once() or poller.queue_depth() != (0, 0):
-        if poller.stats.failures or poller.stats.errors:
-            raise RuntimeError(f"the learner failed on some messages: {poller.stats}")
+    while (router.poll_once() + learner.poll_once()) or (
+        router.queue_depth(),
+        learner.queue_depth(),
+    ) != ((0, 0), (0, 0)):
+        for poller in (router, learner):
+            if poller.stats.failures or poller.stats.errors:
+                raise RuntimeError(f"{poller.name} failed on some messages: {poller.stats}")
     elapsed = time.perf_counter() - begun
     phases["drained"] = current_rss_mb()
     head = model_store.versions(TENANT, POLICY)[0]
     return {
         "import_s": imported - started,
         "seconds": elapsed,
-        "batches": poller.stats.batches,
-        "messages": poller.stats.messages,
+        "batches": router.stats.batches + learner.stats.batches,
+        "messages": router.stats.messages,
+        "learn_messages": learner.stats.messages,
         "events_learned": head.events_learned,
         "slot_examples_learned": head.examples_learned,
         "model_versions": head.version,
@@ -169,7 +189,8 @@ def sqs_learning(
     return {
         "events": events,
         "slot_examples": setup["slot_examples"],
-        "batch_size": BATCH_SIZE,
+        "batch_size": ROUTE_BATCH_SIZE,
+        "learn_batch_size": LEARN_BATCH_SIZE,
         "candidates": 50,
         "slots": 5,
         **{key: value for key, value in drained.items() if key not in _COUNTED},

@@ -341,7 +341,7 @@ def _stored(tenant: str, events: Iterable[str]) -> dict[str, StoredDecision]:
     keys = list(by_key)
     found: dict[str, StoredDecision] = {}
     for start in range(0, len(keys), 100):
-        for decision in decision_store.get_many(keys[start : start + 100]):
+        for decision in decision_store.get_many(keys[start : start + 100])[0]:
             found[by_key[decision.key]] = decision
     return found
 

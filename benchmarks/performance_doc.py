@@ -5,9 +5,9 @@ target of the performance issue its figure and verdict. Sections whose result fi
 are left out, so a partial run still writes a correct document.
 
 Sections owned by other benchmark modules plug in as renderers: ``write_performance_doc(...,
-peers=peers.markdown, load=load.markdown)`` renders ``peers.json`` and ``load.json`` with them
-(a renderer takes the parsed JSON and returns markdown lines); a missing renderer or a missing
-file renders nothing.
+peers=peers.markdown, load=load.markdown, learning_loop=learning_loop.markdown)`` renders
+``peers.json``, ``load.json`` and ``learning_loop.json`` with them (a renderer takes the parsed
+JSON and returns markdown lines); a missing renderer or a missing file renders nothing.
 """
 
 from __future__ import annotations
@@ -350,7 +350,11 @@ def optional_section(results: Path, name: str, render: Renderer | None) -> list[
 
 
 def performance_markdown(
-    results: Path, *, peers: Renderer | None = None, load: Renderer | None = None
+    results: Path,
+    *,
+    peers: Renderer | None = None,
+    load: Renderer | None = None,
+    learning_loop: Renderer | None = None,
 ) -> str:
     """The whole document for the results in ``results`` (see the module docstring)."""
     found = load_results(results)
@@ -362,6 +366,7 @@ def performance_markdown(
     sections.append(optional_section(results, "load", load))
     if learner := found.get("learner_speed"):
         sections.append(_learner(learner))
+    sections.append(optional_section(results, "learning_loop", learning_loop))
     if cold := found.get("cold_start"):
         sections.append(_cold_start(cold))
     if memory := found.get("memory"):
@@ -377,8 +382,14 @@ def performance_markdown(
 
 
 def write_performance_doc(
-    results: Path, doc: Path, *, peers: Renderer | None = None, load: Renderer | None = None
+    results: Path,
+    doc: Path,
+    *,
+    peers: Renderer | None = None,
+    load: Renderer | None = None,
+    learning_loop: Renderer | None = None,
 ) -> None:
-    """Write ``doc`` from the results in ``results``; ``peers``/``load`` render those files."""
+    """Write ``doc`` from the results in ``results``; the renderers render their files."""
     doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(performance_markdown(results, peers=peers, load=load))
+    markdown = performance_markdown(results, peers=peers, load=load, learning_loop=learning_loop)
+    doc.write_text(markdown)

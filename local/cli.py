@@ -23,6 +23,8 @@ from rich.console import Console
 from local.demo import demo
 from local.dlq_cli import add_parser as add_dlq_parser
 from local.dlq_cli import dlq_command
+from local.events_cli import add_parser as add_events_parser
+from local.events_cli import events_command
 from local.keys_cli import keys_create, keys_revoke, parse_scopes
 from local.logs_cli import add_parsers as add_log_parsers
 from local.logs_cli import evaluate_command, export
@@ -145,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_keys(commands)
     _add_openapi(commands)
     add_dlq_parser(commands)
+    add_events_parser(commands)
     add_log_parsers(commands)
     add_report_parser(commands)
     return parser
@@ -181,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "dlq":
         return dlq_command(args)
+    if args.command == "events":
+        return events_command(args)
     if args.command == "keys" and args.keys_command == "revoke":
         return keys_revoke(args)
     parser.error(f"unknown command {args.command}")

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import parse_qs
@@ -105,10 +106,15 @@ def proxy_event(
 
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
-    """An SQS event for ``messages`` as returned by ReceiveMessage."""
+    """An SQS event for ``messages`` as returned by ReceiveMessage (FIFO attributes kept)."""
     records = []
     for message in messages:
         attributes = message.get("Attributes", {})
+        fifo = {
+            name: attributes[name]
+            for name in ("MessageGroupId", "MessageDeduplicationId", "SequenceNumber")
+            if name in attributes
+        }
         records.append(
             {
                 "messageId": message["MessageId"],
@@ -121,6 +127,7 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
                     "ApproximateFirstReceiveTimestamp": attributes.get(
                         "ApproximateFirstReceiveTimestamp", str(int(time.time() * 1000))
                     ),
+                    **fifo,
                 },
                 "messageAttributes": {},
                 "md5OfBody": message.get("MD5OfBody", ""),
@@ -160,6 +167,9 @@ def response_json(response: dict[str, Any]) -> Any:
 # ---------------------------------------------------------------- running handlers locally
 
 Handler = Callable[[dict[str, Any], Any], Any]
+# The logical id of the function whose handler runs in this context (``LocalFunction.invoke``
+# sets it); ``None`` outside any function. ``local.aws_calls`` attributes AWS calls by it.
+current_function: ContextVar[str | None] = ContextVar("current_function", default=None)
 DEFAULT_TIMEOUT_SECONDS = 3  # Lambda's default when neither the function nor Globals set one
 SAM_FUNCTION = "AWS::Serverless::Function"
 
@@ -218,9 +228,11 @@ class LocalFunction:
         """Run the handler on ``event`` (one invocation at a time); exceptions propagate."""
         handler = self.handler()
         with self.lock:
+            running = current_function.set(self.name)
             try:
                 return handler(event, self.context())
             finally:
+                current_function.reset(running)
                 _discard_unpublished_metrics()
 
 

@@ -270,13 +270,8 @@ class LocalStack:
 
     def _local_functions(self) -> dict[str, LocalFunction]:
         functions = template_functions(load_template(self.template_path))
-        # The sweep reuses the learner's Learner (and its VW models): event-source functions
-        # share one lock, so they never run at the same time (see LocalFunction).
-        background = threading.Lock()
-        for source in queue_sources(functions):
-            source.function.lock = background
-        for schedule in schedule_sources(functions):
-            schedule.function.lock = background
+        # Event-source functions (router, learner, sweep) share no state: each runs one
+        # invocation at a time on its own lock, as a function with one warm instance would.
         # Powertools' resolvers keep the current request in class state shared by every
         # resolver in the process (one request per process on Lambda): API functions must
         # therefore take turns here, or one function could read another's request.
@@ -297,13 +292,17 @@ class LocalStack:
 
     def _start_workers(self) -> None:
         sqs = boto3.client("sqs", region_name=self.region)
+        template_resources = load_template(self.template_path).get("Resources", {})
         for source in queue_sources(self.functions):
             name = resource_name(self.stack_name, source.queue, QUEUE)
+            if template_resources.get(source.queue, {}).get("Properties", {}).get("FifoQueue"):
+                name += ".fifo"  # as create_queue names FIFO queues
             url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
             poller = SqsPoller(
                 url,
                 source.function.invoke,
                 batch_size=source.batch_size,
+                batch_window=source.batch_window,
                 visibility_timeout=self.visibility_timeout,
                 report_batch_item_failures=source.report_batch_item_failures,
                 client=sqs,

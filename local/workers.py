@@ -1,12 +1,13 @@
 """The event sources of the local stack: an SQS poller and a schedule, as Lambda runs them.
 
-``SqsPoller`` does what Lambda's SQS event-source mapping does: long-poll the queue, hand each
-batch to the function in the SQS event shape, delete what succeeded and leave the rest for
-redelivery. With ``ReportBatchItemFailures`` only the ``batchItemFailures`` stay; a handler that
-raises keeps the whole batch. Left messages come back after the visibility timeout, and the
-queue's redrive policy moves them to the DLQ after ``maxReceiveCount`` receives. Locally the
-receive call asks for a short visibility timeout (2 s, not the queue's 360 s) so retries happen
-while you watch.
+``SqsPoller`` does what Lambda's SQS event-source mapping does: long-poll the queue, gather a
+batch of up to ``BatchSize`` messages within ``MaximumBatchingWindowInSeconds`` (10 per receive
+call, as SQS allows), hand it to the function in the SQS event shape, delete what succeeded and
+leave the rest for redelivery. With ``ReportBatchItemFailures`` only the ``batchItemFailures``
+stay; a handler that raises keeps the whole batch. Left messages come back after the visibility
+timeout, and the queue's redrive policy moves them to the DLQ after ``maxReceiveCount``
+receives. Locally the receive call asks for a short visibility timeout (2 s, not the queue's
+360 s) so retries happen while you watch.
 
 ``Scheduler`` calls a function with an EventBridge scheduled event every interval (the
 template's ``rate(1 minute)`` unless told otherwise).
@@ -20,6 +21,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +35,7 @@ log = logging.getLogger("serendip.workers")
 
 EventHandler = Callable[[dict[str, Any]], Any]
 DEFAULT_SWEEP_SECONDS = 60.0
+IDLE_GAP_SECONDS = 0.2  # an empty queue for this long ends a batching window early
 _RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
@@ -86,6 +89,7 @@ class SqsPoller(_Worker):
         *,
         queue_arn: str | None = None,
         batch_size: int = 10,
+        batch_window: float = 0.0,
         wait_seconds: int = 1,
         visibility_timeout: int = 2,
         report_batch_item_failures: bool = True,
@@ -93,11 +97,12 @@ class SqsPoller(_Worker):
         name: str = "sqs-poller",
         error_backoff: float = 1.0,
     ) -> None:
-        if not 1 <= batch_size <= 10:
-            raise ValueError("batch_size must be between 1 and 10")
+        if not 1 <= batch_size <= 10_000:
+            raise ValueError("batch_size must be between 1 and 10,000")
         self.queue_url = queue_url
         self.handler = handler
         self.batch_size = batch_size
+        self.batch_window = batch_window
         self.wait_seconds = wait_seconds
         self.visibility_timeout = visibility_timeout
         self.report_batch_item_failures = report_batch_item_failures
@@ -162,18 +167,44 @@ class SqsPoller(_Worker):
         return len(messages)
 
     def _receive(self) -> list[dict[str, Any]]:
+        messages = self._receive_once(self.wait_seconds)
+        if messages:
+            with self._state:
+                self._busy = True
+        deadline = time.monotonic() + self.batch_window
+        idle_since = time.monotonic()
+        seen = {message["MessageId"] for message in messages}
+        while (
+            messages
+            and len(messages) < self.batch_size
+            and time.monotonic() < deadline
+            and not self._stop.is_set()
+        ):
+            # A message already in the batch can come back (a visibility timeout of 0): a
+            # batch never holds one twice. Lambda waits out the window; locally a queue that
+            # stayed empty for ``IDLE_GAP_SECONDS`` ends the gathering, for a short
+            # reward-to-model time that still batches a burst.
+            more = [m for m in self._receive_once(0) if m["MessageId"] not in seen]
+            if more:
+                messages += more
+                seen.update(m["MessageId"] for m in more)
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= IDLE_GAP_SECONDS:
+                break
+            else:
+                self._stop.wait(0.02)
+        return messages
+
+    def _receive_once(self, wait_seconds: int) -> list[dict[str, Any]]:
         response = self._client.receive_message(
             QueueUrl=self.queue_url,
-            MaxNumberOfMessages=self.batch_size,
-            WaitTimeSeconds=self.wait_seconds,
+            MaxNumberOfMessages=min(10, self.batch_size),
+            WaitTimeSeconds=wait_seconds,
             VisibilityTimeout=self.visibility_timeout,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
         messages: list[dict[str, Any]] = response.get("Messages", [])
-        if messages:
-            with self._state:
-                self._busy = True
         return messages
 
     def _handle(self, messages: list[dict[str, Any]]) -> None:
@@ -347,6 +378,7 @@ class QueueSource:
     queue: str
     batch_size: int
     report_batch_item_failures: bool
+    batch_window: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,9 +405,10 @@ def queue_sources(functions: Mapping[str, LocalFunction]) -> list[QueueSource]:
                 QueueSource(
                     function=function,
                     queue=queue,
-                    batch_size=min(10, int(properties.get("BatchSize", 10))),
+                    batch_size=int(properties.get("BatchSize", 10)),
                     report_batch_item_failures="ReportBatchItemFailures"
                     in (properties.get("FunctionResponseTypes") or []),
+                    batch_window=float(properties.get("MaximumBatchingWindowInSeconds", 0)),
                 )
             )
     return sources

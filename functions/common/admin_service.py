@@ -9,7 +9,7 @@ from bandit.spec import parse_spec
 from functions.common import catalog, model_store, policy_store
 from functions.common.api_models import ItemsBody
 from functions.common.auth import Principal
-from functions.common.errors import NotFoundError, ValidationFailedError
+from functions.common.errors import ConflictError, NotFoundError, ValidationFailedError
 
 
 def _policy_view(stored: policy_store.StoredPolicy) -> dict[str, Any]:
@@ -20,6 +20,14 @@ def _policy_view(stored: policy_store.StoredPolicy) -> dict[str, Any]:
         "model_version": stored.head_version,
         "updated_at": stored.updated_at,
     }
+
+
+def _head_conflict(policy: str) -> ConflictError:
+    return ConflictError(
+        f"the model of '{policy}' changed while this request ran (a learner saved a new "
+        "version); read the policy again and retry",
+        field="version",
+    )
 
 
 def list_policies(principal: Principal) -> dict[str, Any]:
@@ -41,7 +49,8 @@ def put_policy(principal: Principal, policy: str, body: dict[str, Any]) -> dict[
             f"spec name '{data['name']}' differs from the path's '{policy}'", field="name"
         )
     spec = parse_spec(data)
-    return _policy_view(policy_store.put(principal.tenant, spec))
+    result = policy_store.put_spec(principal.tenant, spec)
+    return {**_policy_view(result.stored), "model_reset": result.model_reset}
 
 
 def list_models(principal: Principal, policy: str) -> dict[str, Any]:
@@ -61,7 +70,14 @@ def rollback(principal: Principal, policy: str, version: int) -> dict[str, Any]:
     kept = {v.version for v in model_store.versions(principal.tenant, policy)}
     if version not in kept:
         raise NotFoundError(f"model version {version} of '{policy}' is not kept")
-    new_head = model_store.rollback(principal.tenant, policy, version, stored.head_version)
+    try:
+        new_head = model_store.rollback(
+            principal.tenant, policy, version, stored.head_version, stored.spec.vw_args()
+        )
+    except model_store.HeadMovedError as exc:
+        raise _head_conflict(policy) from exc
+    except model_store.IncompatibleModelError as exc:
+        raise ValidationFailedError(f"{exc}; put that spec back first", field="version") from exc
     return {"policy": policy, "head": new_head, "rolled_back_from": version}
 
 

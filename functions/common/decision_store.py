@@ -2,8 +2,11 @@
 
 An event's item holds the zlib-compressed decision record, its rewards, the ids of the rewards
 already applied (so a redelivered reward is applied once), and its state: ``open`` until it is
-learned (``learned``) or expires unactivated (``expired``). Open, activated events sit in a
-sparse index by the time their reward wait ends, sharded so the sweep has no hot key.
+learned (``learned``), expires unactivated (``expired``) or is set aside because it cannot be
+learned (``failed``, with a reason: an undecodable record, a deleted policy, a record that
+contradicts its own constraints). Open events sit in a sparse index by the time their reward
+wait ends, sharded so the sweep has no hot key. Whether an open event has closed is the
+learner's call (``bandit.rewards.record_closed``), under the policy's reward spec.
 """
 
 from __future__ import annotations
@@ -13,19 +16,18 @@ import json
 import random
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, UpdateError
-from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from bandit.decision_log import DecisionRecord, LoggedReward
 from functions.common.errors import NotFoundError, StorageError
-from functions.common.tables import DecisionItem, bind, storable_number
+from functions.common.tables import DecisionItem, bind
 
 OPEN_SHARDS = 16
 RETENTION_SECONDS = 30 * 86400
@@ -38,6 +40,26 @@ class RewardOutcome(StrEnum):
     DUPLICATE = "duplicate"
     LATE = "late"
     ORPHAN = "orphan"
+    UNKNOWN_TYPE = "unknown_type"
+    SET_ASIDE = "set_aside"  # its event cannot be learned (see ``fail``)
+
+
+class EventStatus(StrEnum):
+    """The states of a stored event."""
+
+    OPEN = "open"
+    LEARNED = "learned"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+class UndecodableRecordError(Exception):
+    """A stored decision record cannot be read back (corrupt or of an unknown format)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
 
 
 def event_key(tenant: str, event_id: str) -> str:
@@ -100,13 +122,18 @@ def put(tenant: str, record: DecisionRecord, *, wait_seconds: int) -> None:
 
 
 def _decode(item: DecisionItem) -> DecisionRecord:
-    record = DecisionRecord.model_validate_json(zlib.decompress(bytes(item.record)))
-    rewards = [LoggedReward.model_validate(dict(reward)) for reward in item.rewards or []]
+    try:
+        record = DecisionRecord.model_validate_json(zlib.decompress(bytes(item.record)))
+        rewards = [LoggedReward.model_validate(dict(reward)) for reward in item.rewards or []]
+    except (zlib.error, ValueError, TypeError) as exc:
+        raise UndecodableRecordError(item.pk, f"undecodable record: {exc}"[:500]) from exc
     learned = None if item.learned_version is None else int(item.learned_version)
+    activated_at = None if item.activated_at is None else float(item.activated_at)
     return record.model_copy(
         update={
             "rewards": rewards,
             "activated": bool(item.activated),
+            "activated_at": activated_at,
             "learned_version": learned,
         }
     )
@@ -119,21 +146,27 @@ class StoredDecision:
     key: str
     record: DecisionRecord
     status: str
-    closable: bool
+    failure_reason: str | None = None
+    closed_at: float | None = None
+    rev: int = 0  # bumped by every reward write: the learner's optimistic check
+    reward_ids: frozenset[str] = frozenset()
+
+    @property
+    def open(self) -> bool:
+        """Not yet learned, expired or set aside."""
+        return self.status == EventStatus.OPEN
 
 
 def _stored(item: DecisionItem) -> StoredDecision:
-    record = _decode(item)
-    return StoredDecision(item.pk, record, str(item.status), _closable(item, record))
-
-
-def _closable(item: DecisionItem, record: DecisionRecord) -> bool:
-    if item.status != "open" or not item.activated:
-        return False
-    if item.final:
-        return True
-    shown = set(record.shown_ids())
-    return bool(shown) and shown.issubset(set(item.rewarded_items or ()))
+    return StoredDecision(
+        item.pk,
+        _decode(item),
+        str(item.status),
+        item.failure_reason,
+        None if item.closed_at is None else float(item.closed_at),
+        int(item.rev or 0),
+        frozenset(item.reward_ids or ()),
+    )
 
 
 def get(tenant: str, event_id: str) -> StoredDecision:
@@ -147,115 +180,81 @@ def get(tenant: str, event_id: str) -> StoredDecision:
         raise StorageError(f"decision store unavailable: {exc.msg}") from exc
 
 
-def get_many(keys: Iterable[str]) -> list[StoredDecision]:
-    """Events by key (missing ones are skipped)."""
+def status(tenant: str, event_id: str) -> dict[str, Any]:
+    """What the tenant may see of one event's state (also when its record is undecodable)."""
     bind()
     try:
-        return [_stored(item) for item in DecisionItem.batch_get(list(keys))]
+        item = DecisionItem.get(event_key(tenant, event_id), consistent_read=True)
+    except DoesNotExist as exc:
+        raise NotFoundError(f"event '{event_id}' not found") from exc
+    except PynamoDBException as exc:
+        raise StorageError(f"decision store unavailable: {exc.msg}") from exc
+    policy = str(item.policy_key).split("#", 1)[1] if "#" in str(item.policy_key) else None
+    return {
+        "event_id": event_id,
+        "policy": policy,
+        "status": str(item.status),
+        "reason": item.failure_reason,
+        "decided_at": float(item.ts),
+        "activated": bool(item.activated),
+        "closes_at": None if item.closes_at is None else float(item.closes_at),
+        "closed_at": None if item.closed_at is None else float(item.closed_at),
+        "model_version": int(item.model_version),
+        "learned_version": None if item.learned_version is None else int(item.learned_version),
+        "rewards": len(item.rewards or ()),
+        "late_rewards": int(item.late_rewards or 0),
+    }
+
+
+def failed(tenant: str, policy: str, since: float = 0.0) -> Iterator[dict[str, Any]]:
+    """The policy's events set aside as ``failed`` from ``since`` on: event id and reason."""
+    bind()
+    prefix = f"{tenant}#"
+    try:
+        for item in DecisionItem.by_policy.query(
+            policy_key(tenant, policy),
+            DecisionItem.ts >= since,
+            filter_condition=DecisionItem.status == EventStatus.FAILED.value,
+        ):
+            yield {
+                "event_id": str(item.pk).removeprefix(prefix),
+                "decided_at": float(item.ts),
+                "closed_at": None if item.closed_at is None else float(item.closed_at),
+                "reason": item.failure_reason,
+            }
     except PynamoDBException as exc:
         raise StorageError(f"decision store unavailable: {exc.msg}") from exc
 
 
-def add_rewards(
-    tenant: str, event_id: str, rewards: Sequence[dict[str, Any]]
-) -> tuple[list[RewardOutcome], StoredDecision | None]:
-    """Attach rewards of one event, each at most once; return the outcomes and the event.
-
-    The common case (an open event, new rewards) is one conditional update; anything else
-    (duplicates, a learned event, a race) reads the event and decides from its state. Rewards
-    for unknown events are orphans; rewards after the event was learned are late: counted and
-    kept on the event, never learned.
-    """
+def get_many(keys: Iterable[str]) -> tuple[list[StoredDecision], list[UndecodableRecordError]]:
+    """Events by key, read consistently, 100 per request (missing ones are skipped), and the
+    ones whose records cannot be read."""
     bind()
-    key = event_key(tenant, event_id)
-    item = DecisionItem(key)
-    outcomes, actions, new_ids = _reward_actions(item, event_id, rewards, assume_open=True)
-    condition = DecisionItem.pk.exists() & (DecisionItem.status == "open")
-    for rid in new_ids:
-        condition &= ~DecisionItem.reward_ids.contains(rid)
-    if _update_if(item, actions, condition):
-        return outcomes, _stored(item)
-    return _add_rewards_after_reading(key, event_id, rewards)
-
-
-def _add_rewards_after_reading(
-    key: str, event_id: str, rewards: Sequence[dict[str, Any]]
-) -> tuple[list[RewardOutcome], StoredDecision | None]:
-    for _attempt in range(8):
-        try:
-            item = DecisionItem.get(key, consistent_read=True)
-        except DoesNotExist:
-            return [RewardOutcome.ORPHAN] * len(rewards), None
-        except PynamoDBException as exc:
-            raise StorageError(f"decision store unavailable: {exc.msg}") from exc
-        outcomes, actions, new_ids = _reward_actions(item, event_id, rewards)
-        if not actions:
-            return outcomes, _stored(item)
-        condition = DecisionItem.status == item.status
-        for rid in new_ids:
-            condition &= ~DecisionItem.reward_ids.contains(rid)
-        if _update_if(item, actions, condition):
-            return outcomes, _stored(item)
-        # A concurrent delivery or a close got there first: decide again from fresh state.
-    raise StorageError(f"event '{event_id}' is being updated concurrently; retry")
-
-
-def _update_if(item: DecisionItem, actions: list[Action], condition: Condition) -> bool:
-    """Apply ``actions`` if ``condition`` holds; False when it does not."""
+    decoded: list[StoredDecision] = []
+    broken: list[UndecodableRecordError] = []
     try:
-        item.update(actions=actions, condition=condition)
-        return True
-    except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise StorageError(f"decision store unavailable: {exc.msg}") from exc
+        for item in DecisionItem.batch_get(list(dict.fromkeys(keys)), consistent_read=True):
+            try:
+                decoded.append(_stored(item))
+            except UndecodableRecordError as exc:
+                broken.append(exc)
     except PynamoDBException as exc:
         raise StorageError(f"decision store unavailable: {exc.msg}") from exc
+    return decoded, broken
 
 
-def _reward_actions(
-    item: DecisionItem,
-    event_id: str,
-    rewards: Sequence[dict[str, Any]],
-    *,
-    assume_open: bool = False,
-) -> tuple[list[RewardOutcome], list[Action], list[str]]:
-    """The outcome of each reward and the update that applies the new ones."""
-    seen = set() if assume_open else set(item.reward_ids or ())
-    open_event = assume_open or item.status == "open"
-    outcomes: list[RewardOutcome] = []
-    entries: list[dict[str, Any]] = []
-    new_ids: list[str] = []
-    items: set[str] = set()
-    final = False
-    for reward in rewards:
-        rid = reward_id(event_id, reward)
-        if rid in seen:
-            outcomes.append(RewardOutcome.DUPLICATE)
-            continue
-        seen.add(rid)
-        new_ids.append(rid)
-        entry = {k: reward.get(k) for k in ("item_id", "type", "value", "timestamp")}
-        entry["value"] = storable_number(entry["value"])
-        entry["timestamp"] = storable_number(entry["timestamp"])
-        entry["final"] = bool(reward.get("final", False))
-        entries.append({**entry, "late": not open_event})
-        items.add(str(reward["item_id"]))
-        final = final or bool(reward.get("final"))
-        outcomes.append(RewardOutcome.APPLIED if open_event else RewardOutcome.LATE)
-    if not entries:
-        return outcomes, [], []
-    actions: list[Action] = [
-        DecisionItem.rewards.set(DecisionItem.rewards.append(entries)),
-        DecisionItem.reward_ids.add(set(new_ids)),
-    ]
-    if open_event:
-        actions.append(DecisionItem.rewarded_items.add(items))
-        if final:
-            actions.append(DecisionItem.final.set(True))
-    else:
-        actions.append(DecisionItem.late_rewards.add(len(entries)))
-    return outcomes, actions, new_ids
+def policies_of(tenant: str, event_ids: Iterable[str]) -> dict[str, str]:
+    """The policy of each of the tenant's events that exists, by event id (100 per request)."""
+    bind()
+    by_key = {event_key(tenant, event_id): event_id for event_id in event_ids}
+    prefix = f"{tenant}#"
+    found: dict[str, str] = {}
+    try:
+        for item in DecisionItem.batch_get(list(by_key), attributes_to_get=["pk", "policy_key"]):
+            found[by_key[item.pk]] = str(item.policy_key).removeprefix(prefix)
+    except PynamoDBException as exc:
+        raise StorageError(f"decision store unavailable: {exc.msg}") from exc
+    return found
 
 
 def activate(tenant: str, event_id: str, wait_seconds: int, now: float | None = None) -> bool:
@@ -269,6 +268,7 @@ def activate(tenant: str, event_id: str, wait_seconds: int, now: float | None = 
         DecisionItem(stored.key).update(
             actions=[
                 DecisionItem.activated.set(True),
+                DecisionItem.activated_at.set(moment),
                 DecisionItem.open_shard.set(_shard()),
                 DecisionItem.closes_at.set(moment + wait_seconds),
             ],
@@ -281,38 +281,44 @@ def activate(tenant: str, event_id: str, wait_seconds: int, now: float | None = 
     return True
 
 
-def due(now: float, limit: int = 500) -> list[str]:
-    """Keys of open, activated events whose reward wait has ended, over every shard."""
+def closing_actions(status: EventStatus, now: float) -> list[Action]:
+    """The update that takes an open event out of the open index into ``status``."""
+    return [
+        DecisionItem.status.set(status.value),
+        DecisionItem.closed_at.set(now),
+        DecisionItem.open_shard.remove(),
+        DecisionItem.closes_at.remove(),
+    ]
+
+
+def _close(key: str, actions: list[Action]) -> bool:
+    """Apply a closing update if the event is still open; False if it was not."""
     bind()
-    keys: list[str] = []
     try:
-        for shard in range(OPEN_SHARDS):
-            for item in DecisionItem.open_events.query(
-                f"open#{shard}", DecisionItem.closes_at <= now, limit=limit
-            ):
-                keys.append(item.pk)
-                if len(keys) >= limit:
-                    return keys
+        DecisionItem(key).update(actions=actions, condition=DecisionItem.status == "open")
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise StorageError(f"decision store unavailable: {exc.msg}") from exc
     except PynamoDBException as exc:
         raise StorageError(f"decision store unavailable: {exc.msg}") from exc
-    return keys
+    return True
 
 
-def expire(key: str) -> None:
+def expire(key: str, now: float | None = None) -> bool:
     """Close a deferred event that was never activated, without learning it."""
-    bind()
-    try:
-        DecisionItem(key).update(
-            actions=[
-                DecisionItem.status.set("expired"),
-                DecisionItem.open_shard.remove(),
-                DecisionItem.closes_at.remove(),
-            ],
-            condition=DecisionItem.status == "open",
-        )
-    except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
-            raise StorageError(f"decision store unavailable: {exc.msg}") from exc
+    moment = time.time() if now is None else now
+    return _close(key, closing_actions(EventStatus.EXPIRED, moment))
+
+
+def fail(key: str, reason: str, now: float | None = None) -> bool:
+    """Set an open event aside as ``failed`` with ``reason``: it will never be learned.
+
+    For data problems only (the event itself cannot be learned); never for outages.
+    """
+    moment = time.time() if now is None else now
+    actions = closing_actions(EventStatus.FAILED, moment)
+    return _close(key, [*actions, DecisionItem.failure_reason.set(reason)])
 
 
 def export(tenant: str, policy: str, since: float = 0.0) -> Iterator[DecisionRecord]:

@@ -1,204 +1,351 @@
 """The learning loop: join rewards to decisions, close events, learn each exactly once.
 
-Events close when every shown slot has a reward, a ``final`` reward came, or the sweep finds
-their reward wait over. Closed events of one policy are learned together: load the head model,
-learn every slot, then save a new version in one transaction that also marks the events learned,
-conditional on the head not having moved and the events still being open. A lost race reloads
-and retries, so no other learner's update is lost and no event is learned twice.
+An event closes when a final reward came, every shown slot has a reward, or its reward wait is
+over (``bandit.rewards.record_closed``: one lateness rule for closing, learning and metrics).
+Closed events of one policy are learned together: load the head model, learn every slot, then
+save a new version in one transaction that also marks the events learned, conditional on the
+head not having moved and the events still being open. A lost race reloads and retries, so no
+other learner's update is lost and no event is learned twice.
+
+Failures are isolated. A problem of one event's data (an undecodable record, a deleted policy,
+a record that contradicts its own constraints) sets that event aside as ``failed`` with a
+reason; rewards of types the policy does not value are kept and not learned. An outage while
+learning one policy is reported for that policy alone (``LearnReport.failed_groups``), so the
+caller retries just the work that touched it and every other tenant and policy goes on.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bandit.learning import learn_record
-from bandit.rewards import slot_rewards
+from bandit.decision_log import DecisionRecord
+from bandit.learning import SlotExample, learn_examples, slot_examples
+from bandit.rewards import record_closed, record_outcome, window_spec
 from bandit.spec import PolicySpec
-from functions.common import counters, decision_store, model_store, policy_store, users
-from functions.common.decision_store import StoredDecision
+from functions.common import (
+    counters,
+    decision_store,
+    model_store,
+    open_events,
+    policy_store,
+    reward_join,
+    users,
+)
+from functions.common.decision_store import RewardOutcome
 from functions.common.errors import NotFoundError, StorageError
 from functions.common.model_cache import CachedModel, ModelCache
 from functions.common.observability import logger, metrics
+from functions.common.reward_join import EventChange, EventsChangedError, join
 
 MAX_EVENTS_PER_SAVE = 90  # a DynamoDB transaction holds 100 items: model, head and events
 MAX_ATTEMPTS = 8
+# A record's own data can make building its examples fail; nothing else is caught per event.
+DATA_PROBLEMS = (ValueError, KeyError, TypeError)
+
+Group = tuple[str, str]  # (tenant, policy)
 
 
 @dataclass
 class LearnReport:
-    """What one batch did."""
+    """What one batch did; ``failed_groups`` are (tenant, policy) pairs to retry."""
 
     outcomes: Counter[str] = field(default_factory=Counter)
     events_learned: int = 0
+    events_failed: int = 0
     slot_examples: int = 0
     versions: list[int] = field(default_factory=list)
+    failed_groups: set[Group] = field(default_factory=set)
+    learned_keys: set[str] = field(default_factory=set)
+
+    def count(self, outcome: RewardOutcome, times: int = 1) -> None:
+        """Count ``times`` rewards with ``outcome`` (and publish the metric)."""
+        if times:
+            self.outcomes[outcome.value] += times
+            metrics.add_metric(name=_metric_name(outcome), unit="Count", value=times)
+
+    def merge(self, other: LearnReport, *, learned_only: bool = False) -> None:
+        """Add ``other``'s figures; ``learned_only``: just what was saved (a retried attempt's
+        reward outcomes are counted again by the attempt that completes)."""
+        if not learned_only:
+            self.outcomes.update(other.outcomes)
+        self.events_learned += other.events_learned
+        self.events_failed += other.events_failed
+        self.slot_examples += other.slot_examples
+        self.versions += other.versions
+        self.failed_groups |= other.failed_groups
+        self.learned_keys |= other.learned_keys
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyWork:
+    """One policy's share of a batch: rewards to join, and due events to close."""
+
+    tenant: str
+    policy: str
+    rewards: Sequence[dict[str, Any]] = ()
+    close: Sequence[str] = ()
 
 
 class Learner:
-    """Applies rewards and learns closed events; keeps its own head models cached."""
+    """Learns each policy's work: joins rewards, closes events, saves model versions.
 
-    def __init__(self) -> None:
+    Keeps its own head models cached. ``learn_work`` is what the learn queue's consumer calls
+    for one (tenant, policy) group; ``apply_rewards`` and ``sweep`` do the router's and the
+    sweep's part in process too (tests, benchmarks, tools).
+    """
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self.models = ModelCache()
+        self._clock = clock
+
+    def clock(self) -> float:
+        """Now, by the injected clock or the system's."""
+        return self._clock() if self._clock else time.time()
 
     def apply_rewards(self, tenant: str, rewards: Sequence[dict[str, Any]]) -> LearnReport:
-        """Attach rewards to their events, then learn the events that closed."""
-        report = LearnReport()
-        touched = self.join_rewards(tenant, rewards, report)
-        self.learn_closable(tenant, touched.values(), report)
-        return report
+        """Route ``rewards`` to their events' policies and learn each policy's share.
 
-    @staticmethod
-    def join_rewards(
-        tenant: str, rewards: Sequence[dict[str, Any]], report: LearnReport
-    ) -> dict[str, StoredDecision]:
-        """Attach rewards to their events (each at most once); return the events touched.
-
-        Duplicates count as touched: a redelivered batch must still close its events.
+        Policies whose learning failed are in ``failed_groups``: deliver their rewards again,
+        which changes nothing that was already done.
         """
-        touched: dict[str, StoredDecision] = {}
-        by_event: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        report = LearnReport()
+        policies = decision_store.policies_of(tenant, {str(r["event_id"]) for r in rewards})
+        by_policy: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for reward in rewards:
-            by_event[reward["event_id"]].append(reward)
-        for event_id, event_rewards in by_event.items():
-            outcomes, stored = decision_store.add_rewards(tenant, event_id, event_rewards)
-            for outcome in outcomes:
-                report.outcomes[outcome.value] += 1
-                metrics.add_metric(name=f"Rewards{outcome.value.title()}", unit="Count", value=1)
-            if stored is not None:
-                touched[stored.key] = stored
-        return touched
-
-    def learn_closable(
-        self, tenant: str, decisions: Iterable[StoredDecision], report: LearnReport
-    ) -> None:
-        """Learn those of ``decisions`` that have closed."""
-        self._learn_grouped(tenant, [d for d in decisions if d.closable], report)
+            policy = policies.get(str(reward["event_id"]))
+            if policy is None:
+                report.count(RewardOutcome.ORPHAN)
+            else:
+                by_policy[policy].append(reward)
+        for policy, share in by_policy.items():
+            self.learn_isolated(PolicyWork(tenant, policy, rewards=share), report)
+        return report
 
     def sweep(self, now: float | None = None) -> LearnReport:
-        """Close events whose reward wait is over: learn activated ones, expire the rest."""
+        """Close every event whose reward wait is over, policy by policy, in process."""
         report = LearnReport()
-        moment = time.time() if now is None else now
-        keys = decision_store.due(moment)
-        by_tenant: dict[str, list[StoredDecision]] = defaultdict(list)
-        for decision in decision_store.get_many(keys):
-            if decision.status != "open":
-                continue
-            if not decision.record.activated:
-                decision_store.expire(decision.key)
-                report.outcomes["expired"] += 1
-                continue
-            by_tenant[decision.key.split("#", 1)[0]].append(decision)
-        for tenant, decisions in by_tenant.items():
-            self._learn_grouped(tenant, decisions, report)
+        moment = self.clock() if now is None else now
+        for due in open_events.due_by_policy(moment):
+            work = PolicyWork(due.tenant, due.policy, close=due.event_ids)
+            self.learn_isolated(work, report, moment)
         return report
 
-    def _learn_grouped(
-        self, tenant: str, decisions: Iterable[StoredDecision], report: LearnReport
-    ) -> None:
-        by_policy: dict[str, list[StoredDecision]] = defaultdict(list)
-        for decision in decisions:
-            by_policy[decision.record.policy].append(decision)
-        for policy, group in by_policy.items():
-            for start in range(0, len(group), MAX_EVENTS_PER_SAVE):
-                self.learn_events(
-                    tenant, policy, group[start : start + MAX_EVENTS_PER_SAVE], report
-                )
+    def learn_isolated(
+        self, work: PolicyWork, report: LearnReport, now: float | None = None
+    ) -> bool:
+        """``learn_work``, with a failure reported in ``report.failed_groups``, not raised."""
+        try:
+            self.learn_work(work, report, now)
+        except Exception:
+            # An outage (or a fault of ours) while learning this policy: its events stay open
+            # and the caller retries what touched them; other policies go on.
+            logger.exception(
+                "learning failed for one policy; its work will be retried",
+                extra={"tenant": work.tenant, "policy": work.policy, "rewards": len(work.rewards)},
+            )
+            metrics.add_metric(name="LearnGroupsFailed", unit="Count", value=1)
+            report.failed_groups.add((work.tenant, work.policy))
+            return False
+        return True
 
-    def learn_events(
+    def learn_work(self, work: PolicyWork, report: LearnReport, now: float | None = None) -> None:
+        """Join the work's rewards (each at most once), close its due events, and learn every
+        event that closed, exactly once, into new versions of the policy's model.
+
+        Raises on outages (nothing half-done is lost: the work can simply be done again);
+        handles data problems itself.
+        """
+        moment = self.clock() if now is None else now
+        for _attempt in range(MAX_ATTEMPTS):
+            attempt = LearnReport()
+            try:
+                self._learn_work_once(work, attempt, moment)
+            except (
+                EventsChangedError,
+                model_store.HeadMovedError,
+                model_store.AlreadyLearnedError,
+            ):
+                # Another writer overlapped (never, while the queue serialises the policy):
+                # read everything again and redo what is left.
+                self.models.forget(work.tenant, work.policy)
+                report.merge(attempt, learned_only=True)
+                continue
+            report.merge(attempt)
+            return
+        raise StorageError(f"could not learn for '{work.policy}' after {MAX_ATTEMPTS} attempts")
+
+    def _learn_work_once(self, work: PolicyWork, report: LearnReport, now: float) -> None:
+        tenant, policy = work.tenant, work.policy
+        by_event: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for reward in work.rewards:
+            by_event[decision_store.event_key(tenant, str(reward["event_id"]))].append(reward)
+        close_keys = [decision_store.event_key(tenant, event_id) for event_id in work.close]
+        decisions, broken = decision_store.get_many([*by_event, *close_keys])
+        for problem in broken:
+            self._set_aside(problem.key, problem.reason, report)
+            report.count(RewardOutcome.SET_ASIDE, len(by_event.pop(problem.key, ())))
+        found = {d.key: d for d in decisions if d.record.policy == policy}
+        if len(found) < len(decisions):
+            # The router and the sweep read each event's policy from the event itself.
+            logger.warning(
+                "events of another policy in this policy's work were left alone",
+                extra={"policy": policy, "events": len(decisions) - len(found)},
+            )
+        for key in set(by_event) - set(found):
+            report.count(RewardOutcome.ORPHAN, len(by_event.pop(key)))
+        try:
+            stored = policy_store.get(tenant, policy)
+        except NotFoundError:
+            stored = None
+        spec = None if stored is None else stored.spec
+        changes: dict[str, EventChange] = {}
+        for key, decision in found.items():
+            outcomes, change = join(decision, by_event.get(key, ()), spec.rewards if spec else None)
+            for outcome in outcomes:
+                report.count(outcome)
+            changes[key] = change
+        if spec is None:
+            reward_join.write(list(changes.values()))
+            for change in changes.values():
+                if change.decision.open:
+                    self._set_aside(change.key, f"policy '{policy}' no longer exists", report)
+            return
+        closed = sorted(
+            (
+                change
+                for change in changes.values()
+                if change.decision.open
+                and change.decision.record.activated
+                and record_closed(change.record(), now, spec.rewards)
+            ),
+            key=lambda c: (c.decision.record.timestamp, c.decision.record.event_id),
+        )
+        problems = self._learn(work, spec, closed, changes, report)
+        reward_join.write([c for c in changes.values() if c.key not in report.learned_keys])
+        for key, reason in problems.items():
+            self._set_aside(key, reason, report)
+        for key in close_keys:
+            unshown = changes.get(key)
+            if (
+                unshown is not None
+                and unshown.decision.open
+                and not unshown.decision.record.activated
+                and _wait_over(unshown.decision.record, spec, now)
+                and decision_store.expire(key, now)
+            ):
+                report.outcomes["expired"] += 1
+
+    def _learn(
         self,
-        tenant: str,
-        policy: str,
-        decisions: Sequence[StoredDecision],
+        work: PolicyWork,
+        spec: PolicySpec,
+        closed: Sequence[EventChange],
+        changes: dict[str, EventChange],
+        report: LearnReport,
+    ) -> dict[str, str]:
+        """Learn ``closed`` (time order) in saves of at most ``MAX_EVENTS_PER_SAVE`` events;
+        returns the events whose own data cannot be learned, with the reason."""
+        problems: dict[str, str] = {}
+        examples: dict[str, list[SlotExample]] = {}
+        for change in closed:
+            try:
+                examples[change.key] = slot_examples(change.record(), spec)
+            except DATA_PROBLEMS as exc:
+                problems[change.key] = f"cannot be learned: {exc}"[:500]
+        keys = list(examples)
+        for start in range(0, len(keys), MAX_EVENTS_PER_SAVE):
+            chunk = keys[start : start + MAX_EVENTS_PER_SAVE]
+            self._save_chunk(work, chunk, examples, changes, report)
+        return problems
+
+    def _save_chunk(
+        self,
+        work: PolicyWork,
+        keys: Sequence[str],
+        examples: dict[str, list[SlotExample]],
+        changes: dict[str, EventChange],
         report: LearnReport,
     ) -> None:
-        """Learn ``decisions`` (one policy) into a new model version, exactly once each."""
-        # Time order, so that a replay of the log learns the same examples in the same order.
-        ordered = sorted(
-            (d for d in decisions if d.status == "open"),
-            key=lambda d: (d.record.timestamp, d.record.event_id),
-        )
-        pending = {d.key: d for d in ordered}
-        for _attempt in range(MAX_ATTEMPTS):
-            if not pending:
-                return
-            try:
-                stored = policy_store.get(tenant, policy)
-            except NotFoundError:
-                logger.warning(
-                    "events of a deleted policy are not learned", extra={"policy": policy}
-                )
-                return
-            spec = stored.spec
-            cached, stale = self.models.get(tenant, policy, spec, stored.head_version)
-            if stale:
-                # Learning on an older model would drop the versions in between: let the batch
-                # be redelivered once the head loads again.
-                raise StorageError(
-                    f"head {stored.head_version} of '{policy}' cannot be loaded; not learning"
-                )
-            model = cached.model
-            slots = 0
-            try:
-                for decision in pending.values():
-                    slots += learn_record(model, decision.record, spec)
-                version = model_store.save(
-                    tenant,
-                    policy,
-                    model,
-                    expected_head=stored.head_version,
-                    learned_events=list(pending),
-                )
-            except model_store.HeadMovedError:
-                self.models.forget(tenant, policy)
-                continue
-            except model_store.AlreadyLearnedError as exc:
-                self.models.forget(tenant, policy)
-                for key in exc.event_keys:
-                    pending.pop(key, None)
-                continue
-            except Exception:
-                # The in-memory model has absorbed events that were not saved: drop it.
-                self.models.forget(tenant, policy)
-                raise
-            self.models.put(tenant, policy, CachedModel(version, model, tuple(spec.vw_args())))
-            report.events_learned += len(pending)
-            report.slot_examples += slots
-            report.versions.append(version)
-            metrics.add_metric(name="EventsLearned", unit="Count", value=len(pending))
-            self._after_learning(tenant, policy, pending.values(), spec)
-            return
-        raise StorageError(f"could not save a model for '{policy}' after {MAX_ATTEMPTS} attempts")
+        """Learn one chunk into the head model and save it as the next version."""
+        tenant, policy = work.tenant, work.policy
+        stored = policy_store.get(tenant, policy)
+        spec = stored.spec
+        cached, stale = self.models.get(tenant, policy, spec, stored.head_version)
+        if stale:
+            # Learning on an older model would drop the versions in between: leave the work
+            # for a retry once the head loads again.
+            raise StorageError(
+                f"head {stored.head_version} of '{policy}' cannot be loaded; not learning"
+            )
+        model = cached.model
+        slots = 0
+        try:
+            for key in keys:
+                slots += learn_examples(model, examples[key])
+            version = model_store.save(
+                tenant,
+                policy,
+                model,
+                expected_head=stored.head_version,
+                learned_events=keys,
+                event_changes=changes,
+            )
+        except Exception:
+            # The in-memory model has absorbed events that were not saved: drop it.
+            self.models.forget(tenant, policy)
+            raise
+        self.models.put(tenant, policy, CachedModel(version, model, tuple(spec.vw_args())))
+        report.events_learned += len(keys)
+        report.learned_keys.update(keys)
+        report.slot_examples += slots
+        report.versions.append(version)
+        metrics.add_metric(name="EventsLearned", unit="Count", value=len(keys))
+        self._after_learning(tenant, policy, [changes[key].record() for key in keys], spec)
+
+    @staticmethod
+    def _set_aside(key: str, reason: str, report: LearnReport) -> None:
+        """Mark one event ``failed`` (a data problem: retrying would never help)."""
+        logger.warning("event set aside", extra={"event_key": key, "reason": reason})
+        if decision_store.fail(key, reason):
+            report.events_failed += 1
+            metrics.add_metric(name="EventsFailed", unit="Count", value=1)
 
     @staticmethod
     def _after_learning(
-        tenant: str, policy: str, decisions: Iterable[StoredDecision], spec: PolicySpec
+        tenant: str, policy: str, records: Iterable[DecisionRecord], spec: PolicySpec
     ) -> None:
-        """Popularity counters and user profiles (best effort: the model is already saved)."""
+        """Popularity counters and user profiles, one write per user and a few for every item
+        (best effort: the model is already saved)."""
         popularity: dict[str, tuple[int, float]] = {}
+        profiles: dict[str, tuple[int, list[str]]] = {}
+        for record in records:
+            outcome = record_outcome(record, spec.rewards)
+            categories = {c.id: c.category for c in record.candidates}
+            rewarded: list[str] = []
+            for item, reward in outcome.per_item.items():
+                impressions, total = popularity.get(item, (0, 0.0))
+                popularity[item] = (impressions + 1, total + reward)
+                category = categories.get(item)
+                if reward > 0 and category:
+                    rewarded.append(category)
+            if record.user_id:
+                events, seen = profiles.get(record.user_id, (0, []))
+                profiles[record.user_id] = (events + 1, seen + rewarded)
         try:
-            for decision in decisions:
-                record = decision.record
-                outcome = slot_rewards(
-                    record.shown_ids(),
-                    [r.to_reward() for r in record.rewards],
-                    record.timestamp,
-                    spec.rewards,
-                    frozenset(i for i, r in enumerate(record.rewards) if r.late),
-                )
-                categories = {c.id: c.category for c in record.candidates}
-                rewarded: list[str] = []
-                for item, reward in outcome.per_item.items():
-                    impressions, total = popularity.get(item, (0, 0.0))
-                    popularity[item] = (impressions + 1, total + reward)
-                    category = categories.get(item)
-                    if reward > 0 and category:
-                        rewarded.append(category)
-                if record.user_id:
-                    users.record_interaction(tenant, record.user_id, rewarded)
+            users.record_interactions(tenant, profiles)
             counters.add_popularity(tenant, policy, popularity)
         except StorageError as exc:
             logger.warning("counters not updated after learning", extra={"error": exc.detail})
+
+
+def _wait_over(record: DecisionRecord, spec: PolicySpec, now: float) -> bool:
+    """Whether an unactivated event's wait (from its decision) has ended: it expires then."""
+    return now >= record.timestamp + window_spec(record, spec.rewards).wait_seconds
+
+
+def _metric_name(outcome: RewardOutcome) -> str:
+    return "Rewards" + "".join(part.title() for part in outcome.value.split("_"))

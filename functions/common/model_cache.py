@@ -64,9 +64,10 @@ class ModelCache:
             return CachedModel(0, build_model(spec), args)
         model = model_store.load(tenant, policy, head)
         if tuple(model.args) != args:
-            # The spec's VW arguments changed: the old weights do not fit; start over.
-            logger.warning("vw arguments changed; starting a fresh model", extra={"policy": policy})
-            return CachedModel(head, build_model(spec), args)
+            # A spec change that resets the model saves a fresh head with it (policy_store), so
+            # this is a head and a spec read at different moments: never serve a blank model
+            # under a version number that names other weights.
+            raise ModelError(f"model version {head} was built with other VW arguments")
         return CachedModel(head, model, args)
 
     def put(self, tenant: str, policy: str, cached: CachedModel) -> None:

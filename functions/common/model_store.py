@@ -12,19 +12,22 @@ import hashlib
 import time
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from bandit.errors import ModelError
 from bandit.vw import VWModel
 from functions.common.aws import s3
+from functions.common.decision_store import EventStatus, closing_actions
 from functions.common.errors import NotFoundError, StorageError
 from functions.common.observability import logger
+from functions.common.reward_join import EventChange
 from functions.common.settings import settings
 from functions.common.tables import (
     DecisionItem,
@@ -139,6 +142,14 @@ def _discard_object(item: ModelVersionItem) -> None:
             logger.warning("could not delete staged model object", extra={"key": item.s3_key})
 
 
+@dataclass(frozen=True, slots=True)
+class SpecChange:
+    """A new spec saved together with a fresh model: the old weights no longer fit it."""
+
+    spec_json: str
+    expected_spec_version: int
+
+
 def save(
     tenant: str,
     policy: str,
@@ -147,37 +158,52 @@ def save(
     expected_head: int,
     learned_events: Sequence[str] = (),
     rolled_back_from: int | None = None,
+    spec_change: SpecChange | None = None,
+    event_changes: Mapping[str, EventChange] | None = None,
 ) -> int:
     """Store ``model`` as version ``expected_head + 1`` and mark ``learned_events`` learned.
 
-    Raises ``HeadMovedError`` if the head is no longer ``expected_head`` and
-    ``AlreadyLearnedError`` if any event was learned meanwhile; nothing is changed then.
+    ``event_changes`` (by event key) are the new rewards of learned events, stored with them in
+    the same transaction, conditional on each event being as it was read.
+
+    With ``spec_change`` the policy's spec is replaced in the same transaction (conditional on
+    its spec version), so no rank can pair the new spec with the old model or the reverse.
+    Raises ``HeadMovedError`` if the head (or the spec) moved and ``AlreadyLearnedError`` if
+    any event was learned meanwhile; nothing is changed then.
     """
     bind()
     version = expected_head + 1
+    now = time.time()
     item = _stage(tenant, policy, version, zlib.compress(model.to_bytes(), 6))
     item.examples_learned = model.examples_learned
     item.events_learned = model.events_learned
     item.rolled_back_from = rolled_back_from
+    policy_actions: list[Action] = [PolicyItem.head_version.set(version)]
+    policy_condition = PolicyItem.head_version == expected_head
+    if spec_change is not None:
+        policy_actions += [
+            PolicyItem.spec.set(spec_change.spec_json),
+            PolicyItem.spec_version.set(spec_change.expected_spec_version + 1),
+            PolicyItem.updated_at.set(now),
+        ]
+        policy_condition &= PolicyItem.spec_version == spec_change.expected_spec_version
     try:
         with TransactWrite(connection=transaction_connection()) as transaction:
             transaction.save(item, condition=ModelVersionItem.version.does_not_exist())
             transaction.update(
-                PolicyItem(tenant, policy),
-                actions=[PolicyItem.head_version.set(version)],
-                condition=PolicyItem.head_version == expected_head,
+                PolicyItem(tenant, policy), actions=policy_actions, condition=policy_condition
             )
             for key in learned_events:
-                transaction.update(
-                    DecisionItem(key),
-                    actions=[
-                        DecisionItem.status.set("learned"),
-                        DecisionItem.learned_version.set(version),
-                        DecisionItem.open_shard.remove(),
-                        DecisionItem.closes_at.remove(),
-                    ],
-                    condition=DecisionItem.status == "open",
-                )
+                actions = [
+                    *closing_actions(EventStatus.LEARNED, now),
+                    DecisionItem.learned_version.set(version),
+                ]
+                condition = DecisionItem.status == "open"
+                change = (event_changes or {}).get(key)
+                if change is not None and change.entries:
+                    actions += change.actions()
+                    condition &= change.condition()
+                transaction.update(DecisionItem(key), actions=actions, condition=condition)
     except TransactWriteError as exc:
         _discard_object(item)
         reasons = exc.cancellation_reasons or []
@@ -237,7 +263,19 @@ def versions(tenant: str, policy: str) -> list[VersionInfo]:
         raise StorageError(f"model store unavailable: {exc.msg}") from exc
 
 
-def rollback(tenant: str, policy: str, version: int, head: int) -> int:
-    """Make a copy of kept ``version`` the new head (so history stays linear)."""
+class IncompatibleModelError(Exception):
+    """A kept version was built with other VW arguments than the policy's spec has now."""
+
+
+def rollback(tenant: str, policy: str, version: int, head: int, args: Sequence[str]) -> int:
+    """Make a copy of kept ``version`` the new head (so history stays linear).
+
+    ``args`` are the VW arguments of the current spec: a version built with others would not
+    fit it, so it raises ``IncompatibleModelError`` instead.
+    """
     model = load(tenant, policy, version)
+    if tuple(model.args) != tuple(args):
+        raise IncompatibleModelError(
+            f"model version {version} was built with other VW arguments than the spec has now"
+        )
     return save(tenant, policy, model, expected_head=head, rolled_back_from=version)

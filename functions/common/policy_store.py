@@ -1,4 +1,9 @@
-"""Policies per tenant: validated specs, their versions and their model heads."""
+"""Policies per tenant: validated specs, their versions and their model heads.
+
+Lineage is truth: a spec change that makes the old weights unusable (its VW arguments, see
+``resets_model``) saves a fresh model as a new head version in the same transaction as the
+spec, so every rank and every decision record names the model that really served it.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException
+from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, UpdateError
 
+from bandit.ranker import build_model
 from bandit.spec import PolicySpec, load_spec, parse_spec
-from functions.common.errors import NotFoundError, StorageError
+from functions.common import model_store
+from functions.common.errors import ConflictError, NotFoundError, StorageError
 from functions.common.tables import PolicyItem, bind
+
+PUT_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,24 +63,62 @@ def list_policies(tenant: str) -> list[StoredPolicy]:
         raise StorageError(f"policy store unavailable: {exc.msg}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """A stored policy and whether storing it started a fresh model version."""
+
+    stored: StoredPolicy
+    model_reset: bool
+
+
+def resets_model(old: PolicySpec, new: PolicySpec) -> bool:
+    """Whether ``new`` cannot use a model trained under ``old``: its VW arguments differ.
+
+    VW's arguments (``vw.args`` and ``vw.explore_args``) fix the model's shape; every other
+    setting (exploration, budget, cold start, rewards, diversity) applies around the weights.
+    """
+    return old.vw_args() != new.vw_args()
+
+
 def put(tenant: str, spec: PolicySpec) -> StoredPolicy:
-    """Create or replace a policy's spec; the spec version goes up by one, the head stays."""
+    """Create or replace a policy's spec (see ``put_spec``)."""
+    return put_spec(tenant, spec).stored
+
+
+def put_spec(tenant: str, spec: PolicySpec) -> PutResult:
+    """Create or replace a policy's spec; the spec version goes up by one.
+
+    The model head stays, unless the spec ``resets_model``: then a fresh model is saved as the
+    next version with the spec, atomically. A learner racing the change is retried here.
+    """
     bind()
     now = time.time()
     body = spec.model_dump_json()
-    for _ in range(5):
+    for _ in range(PUT_ATTEMPTS):
         try:
             current = PolicyItem.get(tenant, spec.name, consistent_read=True)
         except DoesNotExist:
             item = PolicyItem(tenant, spec.name, spec=body, spec_version=1, updated_at=now)
             try:
                 item.save(condition=PolicyItem.pk.does_not_exist())
-                return _stored(item)
+                return PutResult(_stored(item), model_reset=False)
             except PutError:
                 continue  # created concurrently: update it instead
         except PynamoDBException as exc:
             raise StorageError(f"policy store unavailable: {exc.msg}") from exc
         version = int(current.spec_version)
+        if resets_model(_stored(current).spec, spec):
+            try:
+                model_store.save(
+                    tenant,
+                    spec.name,
+                    build_model(spec),
+                    expected_head=int(current.head_version),
+                    spec_change=model_store.SpecChange(body, version),
+                )
+            except model_store.HeadMovedError:
+                continue  # a learner saved meanwhile: start again from the new head
+            return PutResult(get(tenant, spec.name), model_reset=True)
         try:
             current.update(
                 actions=[
@@ -81,10 +128,13 @@ def put(tenant: str, spec: PolicySpec) -> StoredPolicy:
                 ],
                 condition=PolicyItem.spec_version == version,
             )
-            return _stored(current)
-        except PynamoDBException:
-            continue
-    raise StorageError(f"policy '{spec.name}' is being changed concurrently; retry")
+            return PutResult(_stored(current), model_reset=False)
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise StorageError(f"policy store unavailable: {exc.msg}") from exc
+        except PynamoDBException as exc:
+            raise StorageError(f"policy store unavailable: {exc.msg}") from exc
+    raise ConflictError(f"policy '{spec.name}' is being changed concurrently; retry")
 
 
 def seed(tenant: str, directory: Path) -> list[str]:

@@ -70,3 +70,9 @@ def activate(principal: Principal, event_id: str) -> bool:
     stored = decision_store.get(principal.tenant, event_id)
     wait = policy_store.get(principal.tenant, stored.record.policy).spec.rewards.wait_seconds
     return decision_store.activate(principal.tenant, event_id, wait)
+
+
+def event_status(principal: Principal, event_id: str) -> dict[str, Any]:
+    """An event's state: open, learned, expired or failed (with the reason it was set aside)."""
+    principal.require("reward")
+    return decision_store.status(principal.tenant, event_id)

@@ -28,6 +28,8 @@ class Settings:
     model_bucket: str
     reward_queue_url: str
     reward_dlq_url: str
+    learn_queue_url: str
+    learn_dlq_url: str
     policies_dir: Path
     # How long the rank path trusts its copies of a policy's head and of popularity counts.
     model_cache_seconds: float
@@ -60,6 +62,8 @@ def settings() -> Settings:
         model_bucket=_env("MODEL_BUCKET", "serendip-models"),
         reward_queue_url=_env("REWARD_QUEUE_URL", ""),
         reward_dlq_url=_env("REWARD_DLQ_URL", ""),
+        learn_queue_url=_env("LEARN_QUEUE_URL", ""),
+        learn_dlq_url=_env("LEARN_DLQ_URL", ""),
         policies_dir=Path(_env("POLICIES_DIR", str(root / "policies"))),
         model_cache_seconds=float(_env("MODEL_CACHE_SECONDS", "1")),
         inline_model_bytes=int(_env("INLINE_MODEL_BYTES", str(350 * 1024))),

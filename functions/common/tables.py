@@ -16,9 +16,10 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
     UnicodeSetAttribute,
+    VersionAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from functions.common.settings import settings
@@ -85,11 +86,14 @@ class ByPolicyIndex(GlobalSecondaryIndex["DecisionItem"]):
 
 
 class OpenEventsIndex(GlobalSecondaryIndex["DecisionItem"]):
-    """Sparse index of events not yet learned, by when their reward wait ends (the sweep)."""
+    """Sparse index of events not yet learned, by when their reward wait ends (the sweep).
+
+    It projects ``policy_key`` too, so the sweep can hand each due event to its policy's learner
+    without reading the event."""
 
     class Meta:
         index_name = "open_events"
-        projection = KeysOnlyProjection()
+        projection = IncludeProjection(["policy_key"])
 
     open_shard = UnicodeAttribute(hash_key=True)
     closes_at = NumberAttribute(range_key=True)
@@ -106,16 +110,18 @@ class DecisionItem(Model):
     ts = NumberAttribute()
     record = BinaryAttribute(legacy_encoding=False)
     slots = NumberAttribute()
-    status = UnicodeAttribute(default="open")  # open | learned | expired
+    status = UnicodeAttribute(default="open")  # open | learned | expired | failed
     deferred = BooleanAttribute(default=False)
     activated = BooleanAttribute(default=True)
+    activated_at = NumberAttribute(null=True)  # deferred events: when the app showed them
     rewards = ListAttribute(default=list)  # type: ignore[var-annotated]
     reward_ids = UnicodeSetAttribute(null=True)
-    rewarded_items = UnicodeSetAttribute(null=True)
-    final = BooleanAttribute(default=False)
     late_rewards = NumberAttribute(default=0)
+    rev = NumberAttribute(default=0)  # bumped by every reward write (the learner's check)
     open_shard = UnicodeAttribute(null=True)
     closes_at = NumberAttribute(null=True)
+    closed_at = NumberAttribute(null=True)  # when it was learned, expired or set aside
+    failure_reason = UnicodeAttribute(null=True)  # why a failed event was set aside
     model_version = NumberAttribute(default=0)
     learned_version = NumberAttribute(null=True)
     expires_at = TTLAttribute(null=True)
@@ -147,6 +153,7 @@ class UserItem(Model):
     pk = UnicodeAttribute(hash_key=True)  # tenant#user_id
     interactions = NumberAttribute(default=0)
     recent_categories = ListAttribute(default=list)  # type: ignore[var-annotated]
+    version = VersionAttribute()  # every save is conditional on the version read
 
 
 class CounterItem(Model):

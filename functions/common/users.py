@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from pynamodb.exceptions import DoesNotExist, PynamoDBException, UpdateError
-from pynamodb.expressions.update import Action
+from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError
+from pynamodb.transactions import TransactWrite
 
 from functions.common.errors import StorageError
-from functions.common.tables import UserItem, bind
+from functions.common.tables import UserItem, bind, transaction_connection
 
 RECENT_CATEGORIES = 50
+MAX_TRANSACTION_ITEMS = 100
+WRITE_ATTEMPTS = 5
 
 
 def _key(tenant: str, user_id: str) -> str:
@@ -30,39 +32,52 @@ def interactions(tenant: str, user_id: str | None) -> int:
         raise StorageError(f"user profiles unavailable: {exc.msg}") from exc
 
 
-def record_interaction(tenant: str, user_id: str, categories: Sequence[str]) -> None:
-    """Count one learned event for the user and remember categories that earned reward.
+def record_interaction(
+    tenant: str, user_id: str, categories: Sequence[str], events: int = 1
+) -> None:
+    """Count ``events`` learned events for one user (see ``record_interactions``)."""
+    record_interactions(tenant, {user_id: (events, list(categories))})
 
-    One atomic update in the common case; the category list is trimmed to the last
-    ``RECENT_CATEGORIES`` when it grows past twice that.
+
+def record_interactions(tenant: str, learned: Mapping[str, tuple[int, Sequence[str]]]) -> None:
+    """Add learned events and rewarded categories to many users' profiles at once.
+
+    ``learned`` maps a user id to (events learned, categories that earned reward). Profiles are
+    read 100 per request and written 100 per transaction, each conditional on the version read
+    (learners of different policies may write one user at once: the loser reads again), so the
+    counts are exact at two requests per hundred users. The category list keeps the last
+    ``RECENT_CATEGORIES``.
     """
+    if not learned:
+        return
     bind()
-    user = UserItem(_key(tenant, user_id))
-    actions: list[Action] = [UserItem.interactions.add(1)]
-    if categories:
-        actions.append(
-            UserItem.recent_categories.set(UserItem.recent_categories.append(list(categories)))
-        )
-    try:
+    keys = {_key(tenant, user_id): change for user_id, change in learned.items()}
+    for _attempt in range(WRITE_ATTEMPTS):
         try:
-            user.update(actions=actions)
-        except UpdateError as exc:
-            if exc.cause_response_code != "ValidationException" or not categories:
-                raise
-            # list_append needs the list: this is the user's first rewarded category.
-            user.update(
-                actions=[
-                    UserItem.interactions.add(1),
-                    UserItem.recent_categories.set(list(categories)[-RECENT_CATEGORIES:]),
-                ]
-            )
-        if len(user.recent_categories or ()) > 2 * RECENT_CATEGORIES:
-            user.update(
-                actions=[
-                    UserItem.recent_categories.set(
-                        list(user.recent_categories)[-RECENT_CATEGORIES:]
-                    )
-                ]
-            )
-    except PynamoDBException as exc:
-        raise StorageError(f"user profiles unavailable: {exc.msg}") from exc
+            current = {item.pk: item for item in UserItem.batch_get(list(keys))}
+            pending = list(keys.items())
+            for start in range(0, len(pending), MAX_TRANSACTION_ITEMS):
+                with TransactWrite(connection=transaction_connection()) as transaction:
+                    for key, (events, categories) in pending[start : start + MAX_TRANSACTION_ITEMS]:
+                        transaction.save(_updated(current.get(key), key, events, categories))
+                for key, _ in pending[start : start + MAX_TRANSACTION_ITEMS]:
+                    keys.pop(key)
+            return
+        except TransactWriteError as exc:
+            if not any(
+                reason is not None and reason.code == "ConditionalCheckFailed"
+                for reason in exc.cancellation_reasons or []
+            ):
+                raise StorageError(f"user profiles unavailable: {exc.msg}") from exc
+            # Another learner wrote one of these users meanwhile: read them again.
+        except PynamoDBException as exc:
+            raise StorageError(f"user profiles unavailable: {exc.msg}") from exc
+    raise StorageError(f"user profiles changed concurrently {WRITE_ATTEMPTS} times; not updated")
+
+
+def _updated(item: UserItem | None, key: str, events: int, categories: Sequence[str]) -> UserItem:
+    if item is None:
+        item = UserItem(key, interactions=0, recent_categories=[])
+    item.interactions = int(item.interactions or 0) + events
+    item.recent_categories = [*(item.recent_categories or []), *categories][-RECENT_CATEGORIES:]
+    return item

@@ -1,46 +1,24 @@
-"""SQS consumer: join rewards to decisions and learn closed events (partial batch failures)."""
+"""SQS FIFO consumer of the learn queue: each (tenant, policy) group's work, learned in order.
+
+A batch holds messages of one or more groups. Each group's messages are merged (rewards to join,
+events to close) and learned together; a group whose learning fails hands all of its messages
+back (SQS keeps a group's order, so none of its later messages may succeed without the failed
+one), while every other group of the batch is done.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError
 
-from functions.common.api_models import MAX_REWARDS
-from functions.common.decision_store import StoredDecision
-from functions.common.learn_service import Learner, LearnReport
+from functions.common.learn_service import Learner, LearnReport, PolicyWork
 from functions.common.observability import logger, metrics, tracer
+from functions.common.queue_messages import LearnMessage
 
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _learner: Learner | None = None
-
-
-class QueuedReward(BaseModel):
-    """A reward as the webhook queued it (already validated, with a timestamp)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    event_id: str = Field(min_length=1, max_length=256)
-    item_id: str = Field(min_length=1, max_length=256)
-    type: str = Field(min_length=1, max_length=64)
-    value: float | None = None
-    final: bool = False
-    timestamp: float
-    sent_timestamp: float | None = None
-    reward_id: str | None = Field(None, max_length=64)
-
-
-class RewardMessage(BaseModel):
-    """One queued webhook post."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    tenant: str = Field(min_length=1)
-    rewards: list[QueuedReward] = Field(min_length=1, max_length=MAX_REWARDS)
 
 
 def learner() -> Learner:
@@ -51,50 +29,62 @@ def learner() -> Learner:
     return _learner
 
 
-class _Batch:
-    """Events touched by the records of the current invocation, learned once at the end."""
+class _Group:
+    """The merged work of one message group in this batch, and the messages that carried it."""
 
-    def __init__(self) -> None:
-        self.touched: dict[str, dict[str, StoredDecision]] = {}
-        self.report = LearnReport()
+    def __init__(self, tenant: str, policy: str) -> None:
+        self.tenant = tenant
+        self.policy = policy
+        self.rewards: list[dict[str, Any]] = []
+        self.close: list[str] = []
+        self.messages: list[str] = []
 
-
-_batch = _Batch()
-
-
-@tracer.capture_method
-def record_handler(record: SQSRecord) -> None:
-    """Join one message's rewards; a malformed message fails (and reaches the DLQ in time)."""
-    message = RewardMessage.model_validate(json.loads(record.body))
-    touched = learner().join_rewards(
-        message.tenant, [r.model_dump() for r in message.rewards], _batch.report
-    )
-    _batch.touched.setdefault(message.tenant, {}).update(touched)
+    def work(self) -> PolicyWork:
+        return PolicyWork(self.tenant, self.policy, self.rewards, list(dict.fromkeys(self.close)))
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Join every record's rewards, then learn all closed events with one save per policy.
-
-    If learning fails the whole invocation fails and SQS redelivers the batch: joining is
-    idempotent and the events are still open, so nothing is lost or learned twice.
-    """
-    global _batch  # noqa: PLW0603
-    _batch = _Batch()
-    with processor(
-        records=event.get("Records", []), handler=record_handler, lambda_context=context
-    ):
-        processor.process()
-    for tenant, decisions in _batch.touched.items():
-        learner().learn_closable(tenant, decisions.values(), _batch.report)
+    """Learn every group's work of the batch; return the messages of groups that failed."""
+    groups: dict[tuple[str, str], _Group] = {}
+    failed: list[str] = []
+    broken_groups: set[str] = set()
+    group_ids: dict[tuple[str, str], str] = {}
+    for record in event.get("Records", []):
+        message_id = record["messageId"]
+        group_id = str(record.get("attributes", {}).get("MessageGroupId", ""))
+        try:
+            message = LearnMessage.model_validate(json.loads(record["body"]))
+        except (ValueError, ValidationError) as exc:
+            # Not a message the router or the sweep made: it reaches the learn DLQ after its
+            # receives, and holds back the rest of its group meanwhile (FIFO order).
+            logger.error(
+                "malformed learn message",
+                extra={"message_id": message_id, "error": str(exc)[:500]},
+            )
+            failed.append(message_id)
+            broken_groups.add(group_id)
+            continue
+        key = (message.tenant, message.policy)
+        group = groups.setdefault(key, _Group(message.tenant, message.policy))
+        group_ids[key] = group_id
+        group.rewards += [reward.model_dump() for reward in message.rewards]
+        group.close += message.close
+        group.messages.append(message_id)
+    report = LearnReport()
+    for key, group in groups.items():
+        if group_ids[key] in broken_groups or not learner().learn_isolated(group.work(), report):
+            failed += group.messages
     logger.info(
-        "batch done",
+        "batch learned",
         extra={
-            "outcomes": dict(_batch.report.outcomes),
-            "events_learned": _batch.report.events_learned,
-            "versions": _batch.report.versions,
+            "outcomes": dict(report.outcomes),
+            "events_learned": report.events_learned,
+            "events_failed": report.events_failed,
+            "versions": report.versions,
+            "retried": len(failed),
         },
     )
-    return dict(processor.response())
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}

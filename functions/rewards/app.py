@@ -1,4 +1,4 @@
-"""Reward webhook (``POST /v1/rewards``, HMAC-signed) and ``POST /v1/events/{id}/activate``."""
+"""Reward webhook (``POST /v1/rewards``, HMAC-signed), event activation and event state."""
 
 from typing import Any
 
@@ -44,6 +44,13 @@ def activate(event_id: str) -> Response[dict[str, Any]]:
     return Response(
         202, content_types.APPLICATION_JSON, {"event_id": event_id, "activated": activated}
     )
+
+
+@router.get("/v1/events/<event_id>", summary="An event's state", tags=["rewards"])
+@tracer.capture_method
+def event_status(event_id: str) -> dict[str, Any]:
+    """Whether the event is open, learned, expired or failed, and why it failed."""
+    return reward_service.event_status(principal_of(app), event_id)
 
 
 def _verify_webhook(event: dict[str, Any], principal: Principal) -> None:

@@ -114,7 +114,7 @@ def test_unsigned_or_badly_signed_rewards_are_401_and_queue_nothing(
     bad = {"x-serendip-signature": f"t={int(time.time())},v1={'0' * 64}"}
     status, _, _ = client.call("POST", "/v1/rewards", body, headers=bad)
     assert status == 401
-    assert [poller.queue_depth() for poller in stack.pollers] == [(0, 0)]
+    assert [poller.queue_depth() for poller in stack.pollers] == [(0, 0), (0, 0)]
 
 
 def test_concurrent_ranks_all_succeed(client: Client) -> None:

@@ -74,6 +74,7 @@ def _check_performance(results: Path, doc: str) -> None:
     load = json.loads((results / "load.json").read_text())
     assert load["requests"] > 0 and load["server_errors"] == 0
     assert load["rewards"]["accepted"] > 0 and load["rewards"]["lost"] == 0
+    _check_learning_loop(json.loads((results / "learning_loop.json").read_text()))
     run = json.loads((results / "run.json").read_text())
     assert run["quick"] is True and run["total_seconds"] > 0
     for heading in (
@@ -88,6 +89,10 @@ def _check_performance(results: Path, doc: str) -> None:
         "## Machine and command",
         "## Peers: serendip against raw VW, MABWiser and a numpy LinUCB",
         "## Load on the local stack",
+        "## Learning loop",
+        "### AWS requests per learned event",
+        "### Reward to changed ranking",
+        "### Closing at scale",
     ):
         assert heading in doc
     for target in (
@@ -97,10 +102,73 @@ def _check_performance(results: Path, doc: str) -> None:
         "| learner >= 3,000 slot examples/s on one core, core only |",
         "| rank process peak RSS <= 250 MB |",
         "| `make bench` completes in under 15 minutes |",
+        "| <= 1.5 DynamoDB requests per learned event (10 events) |",
+        "| reward -> changed ranking p95 <= 2 s (3 trials) |",
+        "| all of 100 due events closed and learned within 120 s |",
+        "| close delay p99 <= 60 s (100 due events) |",
     ):
         assert target in doc
     assert "| 500 x 20 |" in doc
     assert "| HTTP on the local stack, keep-alive |" in doc
+
+
+def _check_learning_loop(loop: dict[str, Any]) -> None:
+    (run,) = loop["requests"].values()
+    assert run["events_learned"] == run["events"] == 10
+    assert {"LearnFunction", "SweepFunction"} <= set(run["background_functions"])
+    assert run["per_learned_event"]["dynamodb"] > 0 and run["per_rank"]["dynamodb"] > 0
+    assert run["per_reward_post"]["sqs"] == 1.0  # one queued message per webhook post
+    assert run["event_source_per_event"]["dynamodb"] == 0
+    fresh = loop["freshness"]
+    assert fresh["trials"] == 3 and 0 < fresh["min_s"] <= fresh["p50_s"] <= fresh["max_s"]
+    closing = loop["closing"]
+    assert closing["closed"] == closing["learned"] == closing["events"] == 100
+    assert closing["still_open"] == 0 and 0 < closing["close_delay_p50_s"] <= closing["total_s"]
+
+
+def test_learning_loop_section_gives_each_target_its_verdict() -> None:
+    from benchmarks.learning_loop import markdown
+
+    per = {"dynamodb": 7.5, "sqs": 0.0, "s3": 0.0, "total": 7.5}
+    run = {
+        "events": 100,
+        "candidates": 30,
+        "background_functions": ["LearnFunction", "SweepFunction"],
+        "per_learned_event": per,
+        "per_learned_event_by_operation": {"dynamodb": {"UpdateItem": 7.5}},
+        "per_rank": {**per, "dynamodb": 5.0},
+        "per_reward_post": {**per, "dynamodb": 1.0, "sqs": 1.0},
+        "event_source_per_event": {**per, "dynamodb": 0.0, "sqs": 0.4},
+        "batches": 20,
+        "model_versions": 20,
+        "sweep_runs": 1,
+    }
+    closing = {
+        "events": 20_000,
+        "closed": 20_000,
+        "learned": 20_000,
+        "still_open": 0,
+        "delays_lower_bounds": 0,
+        "total_s": 100.0,
+        "swept_s": 100.0,
+        "close_delay_p50_s": 50.0,
+        "close_delay_p99_s": 99.0,
+        "close_delay_max_s": 100.0,
+        "sweep_interval_s": 5.0,
+        "deadline_s": 240.0,
+        "delay_source": "closed_at",
+        "poll_interval_s": 2.0,
+        "sweep_runs": 20,
+        "background_functions": ["LearnFunction", "SweepFunction"],
+        "requests_per_closed_event": {**per, "dynamodb": 1.2},
+    }
+    fresh = {"trials": 30, "p50_s": 0.9, "p95_s": 1.1, "min_s": 0.8, "max_s": 1.2}
+    fresh["poll_interval_s"] = 0.02
+    lines = markdown({"requests": {"100": run}, "freshness": fresh, "closing": closing})
+    assert "| <= 1.5 DynamoDB requests per learned event (100 events) | 7.50 | NOT met |" in lines
+    assert "| reward -> changed ranking p95 <= 2 s (30 trials) | 1.10 s | met |" in lines
+    assert "| all of 20,000 due events closed and learned within 120 s | 100 s | met |" in lines
+    assert "| close delay p99 <= 60 s (20,000 due events) | 99 s | NOT met |" in lines
 
 
 def test_performance_doc_renders_plugged_sections_only_when_their_results_exist(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import boto3
@@ -10,12 +11,12 @@ import boto3
 from functions.common import counters, decision_store, model_store
 from functions.common.auth import NewKey
 from functions.common.learn_service import Learner
-from functions.learn.app import lambda_handler as learn_handler
 from functions.rank.app import lambda_handler as rank_handler
 from functions.rewards.app import lambda_handler as rewards_handler
 from functions.sweep.app import lambda_handler as sweep_handler
-from local.lambda_events import FakeLambdaContext, schedule_event, sqs_event
+from local.lambda_events import FakeLambdaContext, schedule_event
 from tests.functional.conftest import Api
+from tests.queues import deliver_all, learn_all
 
 RANK = "/v1/policies/{policy}/rank"
 CANDIDATES = [
@@ -34,27 +35,8 @@ def rank(api: Api, policy: str = "for-you", **extra: Any) -> dict[str, Any]:
 
 
 def deliver(env: dict[str, str]) -> dict[str, Any]:
-    """Receive everything queued and hand it to the learner in Lambda's SQS shape."""
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    url = env["REWARD_QUEUE_URL"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    failures: list[str] = []
-    while True:
-        messages = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]
-        ).get("Messages", [])
-        if not messages:
-            return {"failures": failures}
-        result = learn_handler(sqs_event(messages, arn), FakeLambdaContext())
-        failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
-        failures.extend(failed)
-        for message in messages:
-            if message["MessageId"] not in failed:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        if failed:
-            return {"failures": failures}
+    """Route and learn everything queued, as the two event-source mappings would."""
+    return {"failures": deliver_all(env)}
 
 
 def test_rank_reward_learn_loop_learns_each_event_once(
@@ -114,7 +96,32 @@ def test_sweep_learns_silent_events_with_the_default_reward(aws: dict[str, str],
     assert decision_store.get("acme", deferred).status == "expired"
     # And a second sweep finds nothing left
     summary = sweep_handler(schedule_event(), FakeLambdaContext())
-    assert summary["events_learned"] == 0
+    assert (summary["passes"], summary["due"]) == (1, 0)
+
+
+def test_the_scheduled_sweep_hands_due_events_to_their_learner_through_the_queue(
+    aws: dict[str, str], api: Api, monkeypatch: Any
+) -> None:
+    # Given three silent events of two policies whose reward wait is over
+    events = [rank(api)["event_id"] for _ in range(2)] + [rank(api, "explore")["event_id"]]
+    later = decision_store.get("acme", events[-1]).record.timestamp + 3_600
+    monkeypatch.setattr(time, "time", lambda: later)
+    # When the scheduled sweep runs (one pass: the test context has too little time for two)
+    summary = sweep_handler(schedule_event(), FakeLambdaContext())
+    # Then each policy got one message on the learn queue, and nothing is learned yet
+    assert {k: summary[k] for k in ("passes", "due", "groups", "failed_groups")} == {
+        "passes": 1,
+        "due": 3,
+        "groups": 2,
+        "failed_groups": 0,
+    }
+    assert {decision_store.get("acme", e).status for e in events} == {"open"}
+    # When the learner takes the learn queue
+    assert learn_all(aws) == []
+    # Then every event is learned, into one new version per policy
+    assert {decision_store.get("acme", e).status for e in events} == {"learned"}
+    assert [v.version for v in model_store.versions("acme", "for-you")] == [1]
+    assert [v.version for v in model_store.versions("acme", "explore")] == [1]
 
 
 def test_unsigned_or_wrongly_signed_rewards_get_401_and_queue_nothing(

@@ -69,6 +69,10 @@ def test_returns_the_functions_environment(stack: Stack) -> None:
         "MODEL_BUCKET": f"{STACK}-modelbucket",
         "REWARD_QUEUE_URL": stack.sqs.get_queue_url(QueueName=f"{STACK}-RewardQueue")["QueueUrl"],
         "REWARD_DLQ_URL": stack.sqs.get_queue_url(QueueName=f"{STACK}-RewardDLQ")["QueueUrl"],
+        "LEARN_QUEUE_URL": stack.sqs.get_queue_url(QueueName=f"{STACK}-LearnQueue.fifo")[
+            "QueueUrl"
+        ],
+        "LEARN_DLQ_URL": stack.sqs.get_queue_url(QueueName=f"{STACK}-LearnDLQ.fifo")["QueueUrl"],
     }
 
 
@@ -110,7 +114,10 @@ def test_decisions_indexes_and_ttl_are_the_designed_ones(stack: Stack) -> None:
         {"AttributeName": "policy_key", "KeyType": "HASH"},
         {"AttributeName": "ts", "KeyType": "RANGE"},
     ]
-    assert indexes["open_events"]["Projection"]["ProjectionType"] == "KEYS_ONLY"
+    assert indexes["open_events"]["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["policy_key"],
+    }
     ttl = stack.dynamodb.describe_time_to_live(TableName=stack.env["IDEMPOTENCY_TABLE"])
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "expiration"
     backups = stack.dynamodb.describe_continuous_backups(TableName=stack.env["MODELS_TABLE"])

@@ -15,6 +15,7 @@ from functions.common.auth import create_key, sign
 from functions.learn.app import lambda_handler as learn_handler
 from functions.rank.app import lambda_handler as rank_handler
 from functions.rewards.app import lambda_handler as rewards_handler
+from functions.route.app import lambda_handler as route_handler
 from functions.sweep.app import lambda_handler as sweep_handler
 from local.lambda_events import FakeLambdaContext, response_json
 
@@ -25,6 +26,7 @@ SAMPLE_SECRET = "whsec_sample_0123456789abcdef"
 HANDLERS = {
     "rank": rank_handler,
     "rewards": rewards_handler,
+    "route": route_handler,
     "learn": learn_handler,
     "sweep": sweep_handler,
     "admin": admin_handler,
@@ -79,12 +81,17 @@ def test_activate_event_answers_404_for_an_unknown_event(sample_tenant: None) ->
     assert response_json(response)["error"] == "not_found"
 
 
+def test_route_event_counts_an_orphan_without_failing(sample_tenant: None) -> None:
+    assert run("route-sqs") == {"batchItemFailures": []}
+
+
 def test_learn_event_records_an_orphan_without_failing(sample_tenant: None) -> None:
     assert run("learn-sqs") == {"batchItemFailures": []}
 
 
 def test_sweep_event_runs_a_sweep(sample_tenant: None) -> None:
-    assert run("sweep-schedule")["events_learned"] == 0
+    summary = run("sweep-schedule")
+    assert (summary["passes"], summary["due"]) == (1, 0)
 
 
 def test_admin_events(sample_tenant: None) -> None:

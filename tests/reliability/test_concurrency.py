@@ -10,7 +10,6 @@ storage calls take turns; the learners' reads, VW learning and retries interleav
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import threading
@@ -95,12 +94,12 @@ def learner_thread(
         for start in range(0, len(rewards), BATCH):
             batch = rewards[start : start + BATCH]
             for delivery in range(REDELIVERIES):
-                try:
-                    reports.append(learner.apply_rewards("acme", batch))
+                report = learner.apply_rewards("acme", batch)
+                reports.append(report)
+                if not report.failed_groups:
                     break
-                except StorageError:
-                    if delivery == REDELIVERIES - 1:
-                        raise
+                if delivery == REDELIVERIES - 1:
+                    raise StorageError(f"still failing after {REDELIVERIES} deliveries")
     except BaseException as exc:  # reported by the test
         errors.append(exc)
 
@@ -140,8 +139,11 @@ def test_four_learners_on_overlapping_batches_learn_every_closed_event_once(
     # were duplicates
     stored = sum(len(decision_store.get("acme", e["event_id"]).record.rewards) for e in events)
     assert stored == 132
+    # (a reward stored by an attempt that was then retried counts as a duplicate: under this
+    # contention, which the learn queue rules out, "applied" may count fewer than were stored)
     outcomes = sum((r.outcomes for r in reports), Counter[str]())
-    assert outcomes["applied"] <= 132 <= outcomes["duplicate"]
+    assert outcomes["applied"] <= 132
+    assert outcomes["applied"] + outcomes["duplicate"] == 264
     # And no update was lost: one version per successful save, numbered 1..N without gaps, and
     # the head's cumulative counts hold every closed event (5 slots each: silent slots too)
     saved = sorted(v for r in reports for v in r.versions)
@@ -168,8 +170,8 @@ def test_a_learner_that_cannot_load_the_new_head_loses_no_update(
         raise StorageError("model object unavailable")
 
     monkeypatch.setattr(model_store, "load", unavailable_once)
-    with contextlib.suppress(StorageError):  # refusing to learn is fine: SQS redelivers
-        first.apply_rewards("acme", rewards[10:15])
+    # (refusing to learn is fine: SQS redelivers)
+    first.apply_rewards("acme", rewards[10:15])
     # Then whatever A did, B's update is not lost: the head holds every learned event
     head = model_store.versions("acme", POLICY)[0]
     learned = sum(decision_store.get("acme", e["event_id"]).status == "learned" for e in events)

@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from functions.common import dlq
-from functions.learn.app import lambda_handler as learn_handler
+from functions.route.app import lambda_handler as route_handler
 from local.cli import main
 from local.lambda_events import FakeLambdaContext, sqs_event
 from tests.functional.conftest import queue_depth
@@ -28,7 +28,7 @@ def sqs(aws: dict[str, str]) -> Any:
 
 def deliver_until_empty(sqs: Any, url: str) -> list[list[str]]:
     """Lambda's event-source mapping by hand: receive (visibility 0, so a failed message is back
-    at once), call the learner, delete what succeeded. Returns the failed ids of each batch."""
+    at once), call the router, delete what succeeded. Returns the failed ids of each batch."""
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
@@ -39,7 +39,7 @@ def deliver_until_empty(sqs: Any, url: str) -> list[list[str]]:
         ).get("Messages", [])
         if not messages:
             return failures
-        result = learn_handler(sqs_event(messages, arn), FakeLambdaContext())
+        result = route_handler(sqs_event(messages, arn), FakeLambdaContext())
         failed = [f["itemIdentifier"] for f in result["batchItemFailures"]]
         failures.append(failed)
         for message in messages:

@@ -21,7 +21,9 @@ from functions.common.reward_service import parse_rewards
 from functions.learn.app import lambda_handler as learn_handler
 from functions.rank.app import lambda_handler as rank_handler
 from functions.rewards.app import lambda_handler as rewards_handler
-from local.lambda_events import FakeLambdaContext, sqs_event
+from local.lambda_events import FakeLambdaContext
+from tests import queues
+from tests.queues import route_all
 from tests.reliability.conftest import Api
 
 POLICY = "for-you"
@@ -57,16 +59,10 @@ def post(api: Api, rewards: list[dict[str, Any]]) -> None:
 
 
 def receive_all(env: dict[str, str]) -> dict[str, Any]:
-    """Everything queued, as one Lambda SQS event (not deleted: left to redeliver)."""
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    url = env["REWARD_QUEUE_URL"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    messages = sqs.receive_message(
-        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
-    )["Messages"]
-    return sqs_event(messages, arn)
+    """Route everything posted, then every learn-queue message as one Lambda SQS event (not
+    deleted: left to redeliver)."""
+    assert route_all(env) == []
+    return queues.receive_all(env["LEARN_QUEUE_URL"], visibility=0)
 
 
 def head() -> model_store.VersionInfo:
@@ -100,7 +96,7 @@ def test_the_same_reward_posted_twice_is_learned_once(aws: dict[str, str], api: 
     event = rank(api)
     post(api, clicks(event))
     assert learn_handler(receive_all(aws), FakeLambdaContext()) == {"batchItemFailures": []}
-    boto3.client("sqs", region_name="us-east-1").purge_queue(QueueUrl=aws["REWARD_QUEUE_URL"])
+    boto3.client("sqs", region_name="us-east-1").purge_queue(QueueUrl=aws["LEARN_QUEUE_URL"])
     # When the app retries the very same post and it is delivered too
     post(api, clicks(event))
     assert learn_handler(receive_all(aws), FakeLambdaContext()) == {"batchItemFailures": []}
@@ -153,10 +149,22 @@ def test_sweep_and_final_reward_closing_the_same_event_learn_it_once(
     # Then exactly one of them learned it, into version 1
     assert errors == []
     assert sorted(r.events_learned for r in reports.values()) == [0, 1]
-    assert reports["reward"].outcomes["applied"] == 1
+    # (the final reward is applied if its learner won, else kept as late: never both, never lost)
+    outcomes = reports["reward"].outcomes
+    assert outcomes["applied"] + outcomes["late"] == 1
+    stored = decision_store.get("acme", event["event_id"]).record.rewards
+    assert [(r.item_id, r.final) for r in stored] == [(event["slate"][0]["id"], True)]
     assert [v.version for v in model_store.versions("acme", POLICY)] == [1]
     assert (head().events_learned, head().examples_learned) == (1, 5)
     assert statuses([event]) == ["learned"]
+
+
+def retried(result: dict[str, Any]) -> set[str]:
+    return {failure["itemIdentifier"] for failure in result["batchItemFailures"]}
+
+
+def message_ids(delivery: dict[str, Any]) -> set[str]:
+    return {record["messageId"] for record in delivery["Records"]}
 
 
 def test_a_learner_that_crashes_mid_batch_and_is_retried_learns_each_event_once(
@@ -177,9 +185,10 @@ def test_a_learner_that_crashes_mid_batch_and_is_retried_learns_each_event_once(
         return save(*args, **kwargs)
 
     monkeypatch.setattr(model_store, "save", crash_once)
-    with pytest.raises(RuntimeError, match="killed"):
-        learn_handler(delivery, FakeLambdaContext())
-    # Then nothing was learned and the events are still open, rewards attached
+    first = learn_handler(delivery, FakeLambdaContext())
+    # Then every message that touched the policy is handed back for redelivery,
+    # nothing was learned and the events are still open, rewards attached
+    assert retried(first) == message_ids(delivery)
     assert model_store.versions("acme", POLICY) == []
     assert statuses(events) == ["open"] * 3
     # When SQS redelivers the batch
@@ -207,8 +216,7 @@ def test_a_learner_that_crashes_after_saving_is_retried_without_learning_again(
         after(*args)
 
     monkeypatch.setattr(Learner, "_after_learning", staticmethod(crash_once))
-    with pytest.raises(RuntimeError, match="killed"):
-        learn_handler(delivery, FakeLambdaContext())
+    assert retried(learn_handler(delivery, FakeLambdaContext())) == message_ids(delivery)
     # When the batch is redelivered
     assert learn_handler(delivery, FakeLambdaContext()) == {"batchItemFailures": []}
     # Then the saved version stands alone: nothing learned twice

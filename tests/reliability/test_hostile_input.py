@@ -20,11 +20,10 @@ import boto3
 from functions.admin.app import lambda_handler as admin_handler
 from functions.common import decision_store
 from functions.common.api_models import MAX_TIMESTAMP
-from functions.learn.app import lambda_handler as learn_handler
 from functions.rank.app import lambda_handler as rank_handler
 from functions.rewards.app import lambda_handler as rewards_handler
-from local.lambda_events import FakeLambdaContext, sqs_event
 from tests.functional.conftest import Api, Handler, queue_depth
+from tests.queues import deliver_all
 
 MB = 1024 * 1024
 RANK = "/v1/policies/{policy}/rank"
@@ -130,15 +129,8 @@ def assert_served(status: int, ranked: Any, sent_ids: Iterable[str], slate_size:
 
 
 def deliver_rewards(env: dict[str, str]) -> dict[str, Any]:
-    """Hand the queued rewards to the learner, as the SQS trigger would."""
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    url = env["REWARD_QUEUE_URL"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
-    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
-    result: dict[str, Any] = learn_handler(
-        sqs_event(messages, arn["QueueArn"]), FakeLambdaContext()
-    )
-    return result
+    """Route the queued rewards and hand them to the learner, as the SQS triggers would."""
+    return {"batchItemFailures": deliver_all(env)}
 
 
 def rank_body(candidates: list[Any], **extra: Any) -> dict[str, Any]:

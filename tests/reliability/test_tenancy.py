@@ -21,14 +21,13 @@ from functions.admin.app import lambda_handler as admin_handler
 from functions.common import auth, decision_store, model_store, policy_store
 from functions.common.auth import NewKey, create_key, hash_key
 from functions.common.errors import NotFoundError
-from functions.learn.app import lambda_handler as learn_handler
 from functions.learn.app import learner
 from functions.rank.app import lambda_handler as rank_handler
 from functions.rewards.app import lambda_handler as rewards_handler
 from local.cli import main as serendip
-from local.lambda_events import FakeLambdaContext, sqs_event
 from local.state import STATE_DIR_ENV
 from tests.functional.conftest import Api, Handler, queue_depth
+from tests.queues import deliver_all
 
 PRIVATE = "private"
 RANK = "/v1/policies/{policy}/rank"
@@ -182,12 +181,13 @@ def test_other_tenants_reward_for_acmes_event_is_an_orphan_and_learns_nothing(
     url = aws["REWARD_QUEUE_URL"]
     messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     assert [json.loads(m["Body"])["tenant"] for m in messages] == ["globex"]
-    # When the learner consumes it
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    result = learn_handler(sqs_event(messages, arn), FakeLambdaContext())
-    assert result["batchItemFailures"] == []
+    # When the router and the learner consume it
+    sqs.change_message_visibility(
+        QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"], VisibilityTimeout=0
+    )
+    assert deliver_all(aws) == []
+    # (B's rewards name no event of B: nothing reaches any learner)
+    assert queue_depth(aws["LEARN_QUEUE_URL"]) == 0
     # Then A's event has no reward, is still open, and A's model head did not move
     after = acme_state(world)
     assert after == before

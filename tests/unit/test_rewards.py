@@ -155,10 +155,18 @@ def test_late_orphans_count_as_late_only() -> None:
     assert (outcome.late, outcome.orphan) == (1, 0)
 
 
-def test_unknown_type_on_a_shown_item_raises() -> None:
-    with pytest.raises(FieldError) as caught:
-        slot_rewards(["x"], [reward("x", "like", 1010.0)], DECIDED_AT, spec())
-    assert caught.value.field == "type"
+def test_unknown_type_on_a_shown_item_is_counted_and_not_learned() -> None:
+    # A type the spec does not (or no longer) value: the slot keeps the default, and the
+    # event stays learnable (one bad reward must not stop learning).
+    rewards = [reward("x", "like", 1010.0), reward("y", "click", 1011.0)]
+    outcome = slot_rewards(["x", "y"], rewards, DECIDED_AT, spec())
+    assert outcome.per_item == {"x": -0.25, "y": 1.0}
+    assert (outcome.unknown, outcome.late, outcome.orphan) == (1, 0, 0)
+
+
+def test_unknown_types_do_not_close_an_event() -> None:
+    rewards = [reward(item, "like", 1010.0, final=True) for item in SHOWN]
+    assert not is_closed(SHOWN, rewards, DECIDED_AT, now=1100.0, spec=spec())
 
 
 @pytest.mark.parametrize(
@@ -201,6 +209,23 @@ def test_late_rewards_do_not_close_an_event() -> None:
     rewards = [reward("a", "purchase", 2000.0, final=True)]
     rewards += [reward(item, "click", 2000.0) for item in SHOWN]
     assert not is_closed(SHOWN, rewards, DECIDED_AT, now=1100.0, spec=spec())
+
+
+def test_far_future_rewards_neither_close_nor_count() -> None:
+    # One lateness rule for closing and learning: a reward stamped far past the wait is late.
+    future = 1e12
+    rewards = [reward("a", "purchase", future, final=True), reward("b", "click", 1010.0)]
+    assert not is_closed(SHOWN, rewards, DECIDED_AT, now=1100.0, spec=spec())
+    outcome = slot_rewards(SHOWN, rewards, DECIDED_AT, spec())
+    assert outcome.per_item == {"a": -0.25, "b": 1.0, "c": -0.25}
+    assert outcome.late == 1
+
+
+def test_flagged_late_rewards_do_not_close_an_event() -> None:
+    rewards = [reward("a", "purchase", 1010.0, final=True)]
+    assert is_closed(SHOWN, rewards, DECIDED_AT, now=1100.0, spec=spec())
+    closed = is_closed(SHOWN, rewards, DECIDED_AT, now=1100.0, spec=spec(), late_ids=frozenset({0}))
+    assert not closed
 
 
 def test_event_that_showed_nothing_closes_only_by_time() -> None:

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = {
     "RankFunction": "functions/rank/app.lambda_handler",
     "RewardsFunction": "functions/rewards/app.lambda_handler",
+    "RouteFunction": "functions/route/app.lambda_handler",
     "LearnFunction": "functions/learn/app.lambda_handler",
     "SweepFunction": "functions/sweep/app.lambda_handler",
     "AdminFunction": "functions/admin/app.lambda_handler",
@@ -41,6 +42,7 @@ ROUTES = {
     ("POST", "/v1/policies/{policy}/rank"): "RankFunction",
     ("POST", "/v1/rewards"): "RewardsFunction",
     ("POST", "/v1/events/{event_id}/activate"): "RewardsFunction",
+    ("GET", "/v1/events/{event_id}"): "RewardsFunction",
     ("GET", "/v1/policies"): "AdminFunction",
     ("GET", "/v1/policies/{policy}"): "AdminFunction",
     ("PUT", "/v1/policies/{policy}"): "AdminFunction",
@@ -63,7 +65,7 @@ TABLES: dict[str, TableSpec] = {
         None,
         {
             "by_policy": (("policy_key", "S"), ("ts", "N"), "ALL"),
-            "open_events": (("open_shard", "S"), ("closes_at", "N"), "KEYS_ONLY"),
+            "open_events": (("open_shard", "S"), ("closes_at", "N"), "INCLUDE"),
         },
         "expires_at",
     ),
@@ -101,6 +103,10 @@ ACCESS: dict[str, dict[str, set[str]]] = {
         "IdempotencyTable": {"read", "write", "delete"},
         "RewardQueue": {"send"},
     },
+    "RouteFunction": {
+        "DecisionsTable": {"read"},
+        "LearnQueue": {"send"},
+    },
     "LearnFunction": {
         **{
             table: {"read", "write", "delete"}
@@ -110,12 +116,8 @@ ACCESS: dict[str, dict[str, set[str]]] = {
         "ModelBucket": {"read", "write", "delete"},
     },
     "SweepFunction": {
-        **{
-            table: {"read", "write", "delete"}
-            for table in ("DecisionsTable", "ModelsTable", "PoliciesTable", "CountersTable")
-        },
-        "UsersTable": {"read", "write", "delete"},
-        "ModelBucket": {"read", "write", "delete"},
+        "DecisionsTable": {"read"},
+        "LearnQueue": {"send"},
     },
     "AdminFunction": {
         "PoliciesTable": {"read", "write", "delete"},
@@ -164,7 +166,12 @@ def _resources(cfn: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
 def test_template_translates_to_the_expected_resources(cfn: dict[str, Any]) -> None:
     assert set(_resources(cfn, "AWS::Lambda::Function")) == set(HANDLERS)
     assert set(_resources(cfn, "AWS::DynamoDB::Table")) == set(TABLES)
-    assert set(_resources(cfn, "AWS::SQS::Queue")) == {"RewardQueue", "RewardDLQ"}
+    assert set(_resources(cfn, "AWS::SQS::Queue")) == {
+        "RewardQueue",
+        "RewardDLQ",
+        "LearnQueue",
+        "LearnDLQ",
+    }
     assert set(_resources(cfn, "AWS::S3::Bucket")) == {"ModelBucket"}
     assert set(_resources(cfn, "AWS::ApiGateway::RestApi")) == {"ServingApi"}
     assert len(_resources(cfn, "AWS::Lambda::LayerVersion")) == 1
@@ -182,9 +189,11 @@ def test_functions_have_their_handlers_runtime_and_shared_settings(
         assert properties["Handler"] == handler
         assert properties["Runtime"] == "python3.12"
         assert properties["Architectures"] == ["x86_64"]
-        assert properties["MemorySize"] == 1024
+        # The sweep only reads an index and sends messages (it waits between its passes).
+        assert properties["MemorySize"] == (256 if name == "SweepFunction" else 1024)
         assert properties["TracingConfig"] == {"Mode": "Active"}
-        assert properties["Timeout"] == (60 if name in {"LearnFunction", "SweepFunction"} else 10)
+        background = {"RouteFunction", "LearnFunction", "SweepFunction"}
+        assert properties["Timeout"] == (60 if name in background else 10)
         assert properties["Layers"] == [{"Ref": layer}]
         variables = properties["Environment"]["Variables"]
         assert set(variables) == env_names
@@ -229,14 +238,40 @@ def test_api_routes_are_exactly_the_designed_ones(cfn: dict[str, Any]) -> None:
     assert routes == ROUTES
 
 
-def test_learn_consumes_the_reward_queue_with_partial_batch_failures(cfn: dict[str, Any]) -> None:
-    (mapping,) = _resources(cfn, "AWS::Lambda::EventSourceMapping").values()
-    properties = mapping["Properties"]
-    assert properties["FunctionName"] == {"Ref": "LearnFunction"}
-    assert properties["EventSourceArn"] == {"Fn::GetAtt": ["RewardQueue", "Arn"]}
-    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert properties["BatchSize"] == 10
-    assert properties["MaximumBatchingWindowInSeconds"] == 1
+def test_router_and_learner_consume_their_queues_with_partial_batch_failures(
+    cfn: dict[str, Any],
+) -> None:
+    mappings = {
+        m["Properties"]["FunctionName"]["Ref"]: m["Properties"]
+        for m in _resources(cfn, "AWS::Lambda::EventSourceMapping").values()
+    }
+    assert set(mappings) == {"RouteFunction", "LearnFunction"}
+    route, learn = mappings["RouteFunction"], mappings["LearnFunction"]
+    assert route["EventSourceArn"] == {"Fn::GetAtt": ["RewardQueue", "Arn"]}
+    assert learn["EventSourceArn"] == {"Fn::GetAtt": ["LearnQueue", "Arn"]}
+    for properties in (route, learn):
+        assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # Large router batches make few learn messages; FIFO event sources take at most 10.
+    assert (route["BatchSize"], route["MaximumBatchingWindowInSeconds"]) == (500, 1)
+    assert learn["BatchSize"] == 10
+    assert "MaximumBatchingWindowInSeconds" not in learn
+
+
+def test_the_learn_queue_serialises_each_policy_fifo(cfn: dict[str, Any]) -> None:
+    queue = cfn["Resources"]["LearnQueue"]["Properties"]
+    dlq = cfn["Resources"]["LearnDLQ"]["Properties"]
+    assert queue["FifoQueue"] is True and dlq["FifoQueue"] is True
+    assert (queue["DeduplicationScope"], queue["FifoThroughputLimit"]) == (
+        "messageGroup",
+        "perMessageGroupId",
+    )
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["LearnDLQ", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    assert (
+        queue["VisibilityTimeout"] == 6 * cfn["Resources"]["LearnFunction"]["Properties"]["Timeout"]
+    )
 
 
 def test_sweep_runs_every_minute(cfn: dict[str, Any]) -> None:
@@ -248,7 +283,7 @@ def test_sweep_runs_every_minute(cfn: dict[str, Any]) -> None:
 def test_reward_queue_redrives_to_the_dlq_after_five_receives(cfn: dict[str, Any]) -> None:
     queue = cfn["Resources"]["RewardQueue"]["Properties"]
     dlq = cfn["Resources"]["RewardDLQ"]["Properties"]
-    learn_timeout = cfn["Resources"]["LearnFunction"]["Properties"]["Timeout"]
+    learn_timeout = cfn["Resources"]["RouteFunction"]["Properties"]["Timeout"]
     assert queue["RedrivePolicy"] == {
         "deadLetterTargetArn": {"Fn::GetAtt": ["RewardDLQ", "Arn"]},
         "maxReceiveCount": 5,
@@ -333,14 +368,19 @@ def test_each_function_has_least_privilege(cfn: dict[str, Any], function: str) -
         "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
         "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     }
-    if function == "LearnFunction":  # SAM's SQS event attaches the poller's managed policy
+    if function in {"RouteFunction", "LearnFunction"}:  # SQS events attach the poller's policy
         managed.add("arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole")
     assert set(role["ManagedPolicyArns"]) == managed
 
 
-def test_only_rewards_can_send_to_the_queue(cfn: dict[str, Any]) -> None:
-    senders = {f for f in HANDLERS if any("send" in k for k in _access(cfn, f).values())}
-    assert senders == {"RewardsFunction"}
+def test_only_the_webhook_sends_rewards_and_only_router_and_sweep_send_work(
+    cfn: dict[str, Any],
+) -> None:
+    def senders(queue: str) -> set[str]:
+        return {f for f in HANDLERS if "send" in _access(cfn, f).get(queue, set())}
+
+    assert senders("RewardQueue") == {"RewardsFunction"}
+    assert senders("LearnQueue") == {"RouteFunction", "SweepFunction"}
 
 
 def test_settings_read_every_resource_the_environment_names(sam: dict[str, Any]) -> None:
@@ -361,7 +401,8 @@ def test_outputs_name_the_api_url_and_every_stateful_resource(sam: dict[str, Any
     api_url = outputs["ApiUrl"]["Value"]["Fn::Sub"]
     assert api_url == "https://${ServingApi}.execute-api.${AWS::Region}.amazonaws.com/${Stage}"
     referenced = {next(references(o["Value"]), None) for o in outputs.values()}
-    assert set(TABLES) | {"ModelBucket", "RewardQueue", "RewardDLQ"} <= referenced
+    queues = {"RewardQueue", "RewardDLQ", "LearnQueue", "LearnDLQ"}
+    assert set(TABLES) | {"ModelBucket"} | queues <= referenced
 
 
 def test_loading_leaves_the_global_safe_loader_alone() -> None:

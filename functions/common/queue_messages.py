@@ -1,0 +1,46 @@
+"""The bodies of the stack's queue messages, validated strictly on the way in.
+
+- ``RewardMessage``: one webhook post on the reward queue (tenant and its validated rewards).
+- ``LearnMessage``: one policy's work on the learn queue (rewards to join, events to close).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from functions.common.api_models import MAX_REWARDS
+
+
+class QueuedReward(BaseModel):
+    """A reward as the webhook queued it (already validated, with a timestamp and an id)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    event_id: str = Field(min_length=1, max_length=256)
+    item_id: str = Field(min_length=1, max_length=256)
+    type: str = Field(min_length=1, max_length=64)
+    value: float | None = None
+    final: bool = False
+    timestamp: float
+    sent_timestamp: float | None = None
+    reward_id: str | None = Field(None, max_length=64)  # the webhook's; else derived
+
+
+class RewardMessage(BaseModel):
+    """One queued webhook post."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tenant: str = Field(min_length=1)
+    rewards: list[QueuedReward] = Field(min_length=1, max_length=MAX_REWARDS)
+
+
+class LearnMessage(BaseModel):
+    """One message of a (tenant, policy) group on the learn queue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str = Field(min_length=1)
+    policy: str = Field(min_length=1)
+    rewards: list[QueuedReward] = Field(default_factory=list)
+    close: list[str] = Field(default_factory=list)
