@@ -34,6 +34,12 @@ def add_parser(commands: Any) -> None:
     redrive.add_argument("--limit", type=_at_least_one, default=1000, help="most messages to move")
     for parser in (listing, redrive):
         parser.add_argument("--stack", help="a deployed CloudFormation stack to act on")
+        parser.add_argument(
+            "--queue",
+            choices=("reward", "learn"),
+            default="reward",
+            help="the reward queue's DLQ (default) or the learn queue's",
+        )
 
 
 def _at_least_one(text: str) -> int:
@@ -49,14 +55,15 @@ def dlq_command(args: argparse.Namespace) -> int:
     from local.keys_cli import configure_target
 
     target = configure_target(args.stack, required="REWARD_DLQ_URL", command=COMMAND)
+    queue = args.queue
     if args.dlq_command == "redrive":
-        report = dlq.redrive(limit=args.limit)
-        print(f"moved {report.moved} messages from the DLQ to the reward queue on {target}")
+        report = dlq.redrive(limit=args.limit, queue=queue)
+        print(f"moved {report.moved} messages from the DLQ to the {queue} queue on {target}")
         if report.failed:
             print(f"{report.failed} could not be sent; they stay in the DLQ", file=sys.stderr)
         return 1 if report.failed else 0
-    letters = dlq.peek(limit=args.limit)
-    print(f"{len(letters)} messages in the reward DLQ of {target}", file=sys.stderr)
+    letters = dlq.peek(limit=args.limit, queue=queue)
+    print(f"{len(letters)} messages in the {queue} DLQ of {target}", file=sys.stderr)
     if letters:
         print(f"{'message id':<36}  {'receives':>8}  {'first sent (UTC)':<19}  body")
     for letter in letters:

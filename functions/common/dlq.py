@@ -1,6 +1,8 @@
-"""The reward queue's dead-letter queue: look at what is in it, and send it back to be learned.
+"""The dead-letter queues: look at what is in them, and send it back to be learned.
 
-A reward message that fails five receives (malformed, or a persistent fault) is moved to the DLQ
+``queue`` names which: ``reward`` (posts the router could not handle: malformed, or an outage that
+outlasted five receives) or ``learn`` (a policy's work the learner could not do in five receives;
+FIFO: sent back into its message group). A message that fails five receives is moved to its DLQ
 by SQS. ``peek`` lists messages without consuming them: it receives with a short visibility
 timeout and makes them visible again at once, so every look adds one to a message's receive
 count. ``redrive`` moves messages back to the reward queue by receive, send, delete (what
@@ -55,11 +57,24 @@ class RedriveReport:
     failed: int = 0  # could not be sent back: still in the DLQ, visible again later
 
 
-def _queues() -> tuple[str, str]:
+QUEUES = ("reward", "learn")
+
+
+def _queues(queue: str = "reward") -> tuple[str, str]:
     current = settings()
-    if not current.reward_dlq_url or not current.reward_queue_url:
-        raise StorageError("REWARD_DLQ_URL and REWARD_QUEUE_URL must name the stack's queues")
-    return current.reward_dlq_url, current.reward_queue_url
+    if queue == "learn":
+        urls = (current.learn_dlq_url, current.learn_queue_url, "LEARN_DLQ_URL and LEARN_QUEUE_URL")
+    elif queue == "reward":
+        urls = (
+            current.reward_dlq_url,
+            current.reward_queue_url,
+            "REWARD_DLQ_URL and REWARD_QUEUE_URL",
+        )
+    else:
+        raise ValueError(f"queue must be one of {', '.join(QUEUES)}, not {queue!r}")
+    if not urls[0] or not urls[1]:
+        raise StorageError(f"{urls[2]} must name the stack's queues")
+    return urls[0], urls[1]
 
 
 def _receive(url: str, count: int, visibility: int, wait_seconds: int) -> list[dict[str, Any]]:
@@ -102,12 +117,12 @@ def _release(url: str, messages: Sequence[dict[str, Any]]) -> None:
             logger.warning("listed dead letters stay hidden a while", extra={"error": str(exc)})
 
 
-def peek(limit: int = 50, *, wait_seconds: int = 1) -> list[DeadLetter]:
-    """Up to ``limit`` messages of the reward DLQ, left in it.
+def peek(limit: int = 50, *, wait_seconds: int = 1, queue: str = "reward") -> list[DeadLetter]:
+    """Up to ``limit`` messages of the ``queue``'s DLQ, left in it.
 
     Example: ``[(d.message_id, d.receive_count) for d in peek()]`` -> ``[("0f9c...", 6)]``.
     """
-    dlq, _ = _queues()
+    dlq, _ = _queues(queue)
     received: list[dict[str, Any]] = []
     seen: set[str] = set()
     try:
@@ -130,6 +145,12 @@ def _send_back(queue: str, messages: Sequence[dict[str, Any]]) -> set[str]:
         entry: dict[str, Any] = {"Id": str(n), "MessageBody": message["Body"]}
         if message.get("MessageAttributes"):
             entry["MessageAttributes"] = message["MessageAttributes"]
+        group = message.get("Attributes", {}).get("MessageGroupId")
+        if group:
+            # Back into its FIFO group; a fresh deduplication id, or SQS would drop it as the
+            # message it was within the five-minute window.
+            entry["MessageGroupId"] = group
+            entry["MessageDeduplicationId"] = f"redrive-{message['MessageId']}"
         entries.append(entry)
     try:
         response = sqs().send_message_batch(QueueUrl=queue, Entries=entries)
@@ -151,12 +172,12 @@ def _delete(url: str, messages: Sequence[dict[str, Any]]) -> None:
         logger.error("a redriven dead letter stays in the DLQ", extra={"failure": failure})
 
 
-def redrive(limit: int = 1000, *, wait_seconds: int = 1) -> RedriveReport:
-    """Move up to ``limit`` messages from the reward DLQ back to the reward queue.
+def redrive(limit: int = 1000, *, wait_seconds: int = 1, queue: str = "reward") -> RedriveReport:
+    """Move up to ``limit`` messages from the ``queue``'s DLQ back to that queue.
 
     Example: ``redrive(limit=100)`` -> ``RedriveReport(moved=3, failed=0)``.
     """
-    dlq, queue = _queues()
+    dlq, target = _queues(queue)
     report = RedriveReport()
     for _round in range(-(-limit // BATCH)):
         wanted = limit - report.moved - report.failed
@@ -165,7 +186,7 @@ def redrive(limit: int = 1000, *, wait_seconds: int = 1) -> RedriveReport:
         batch = _receive(dlq, wanted, REDRIVE_VISIBILITY_SECONDS, wait_seconds)
         if not batch:
             break
-        sent = _send_back(queue, batch)
+        sent = _send_back(target, batch)
         if sent:
             _delete(dlq, [m for m in batch if m["MessageId"] in sent])
         report.moved += len(sent)

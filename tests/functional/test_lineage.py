@@ -46,6 +46,17 @@ def current_spec(api: Api) -> dict[str, Any]:
     return dict(payload["spec"])
 
 
+def rollback(api: Api, version: int) -> tuple[int, dict[str, Any]]:
+    status, payload, _ = api.call(
+        admin_handler,
+        "POST",
+        "/v1/policies/for-you/rollback",
+        {"version": version},
+        resource="/v1/policies/{policy}/rollback",
+    )
+    return status, dict(payload)
+
+
 def learn_some(api: Api, events: int) -> list[str]:
     """Rank ``events`` times and learn them all (the sweep after their wait)."""
     ids = [rank(api)["event_id"] for _ in range(events)]
@@ -115,13 +126,7 @@ def test_rollback_to_a_version_built_for_other_args_is_refused(
     spec = current_spec(api)
     spec["vw"] = {**spec["vw"], "args": ["--cb_type", "dm", "--learning_rate", "0.2"]}
     put_spec(api, spec)
-    status, error, _ = api.call(
-        admin_handler,
-        "POST",
-        "/v1/policies/for-you/rollback",
-        {"version": 1},
-        resource="/v1/policies/{policy}/rollback",
-    )
+    status, error = rollback(api, 1)
     assert status == 422
     assert error["field"] == "version"
     assert "other VW arguments" in error["detail"]
@@ -144,13 +149,7 @@ def test_a_rollback_racing_the_learner_answers_409_and_changes_nothing(
         return model
 
     monkeypatch.setattr(model_store, "load", learner_saves_meanwhile)
-    status, error, _ = api.call(
-        admin_handler,
-        "POST",
-        "/v1/policies/for-you/rollback",
-        {"version": 1},
-        resource="/v1/policies/{policy}/rollback",
-    )
+    status, error = rollback(api, 1)
     # Then the rollback answers 409 with a clear error, and the learner's version stands
     assert status == 409, error
     assert error["error"] == "conflict"

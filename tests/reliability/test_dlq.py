@@ -13,10 +13,13 @@ import boto3
 import pytest
 
 from functions.common import dlq
+from functions.common.errors import StorageError
+from functions.rank.app import lambda_handler as rank_handler
+from functions.rewards.app import lambda_handler as rewards_handler
 from functions.route.app import lambda_handler as route_handler
 from local.cli import main
 from local.lambda_events import FakeLambdaContext, sqs_event
-from tests.functional.conftest import queue_depth
+from tests.functional.conftest import Api, queue_depth
 
 POISON = '{"tenant": "acme", "rewards": [{"event_id": "e-1"}]}'  # no item, type, timestamp
 
@@ -29,23 +32,7 @@ def sqs(aws: dict[str, str]) -> Any:
 def deliver_until_empty(sqs: Any, url: str) -> list[list[str]]:
     """Lambda's event-source mapping by hand: receive (visibility 0, so a failed message is back
     at once), call the router, delete what succeeded. Returns the failed ids of each batch."""
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    failures: list[list[str]] = []
-    for _receive in range(10):
-        messages = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
-        ).get("Messages", [])
-        if not messages:
-            return failures
-        result = route_handler(sqs_event(messages, arn), FakeLambdaContext())
-        failed = [f["itemIdentifier"] for f in result["batchItemFailures"]]
-        failures.append(failed)
-        for message in messages:
-            if message["MessageId"] not in failed:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    raise AssertionError("the queue did not drain in 10 receives")
+    return deliver_until_empty_with(sqs, url, route_handler)
 
 
 def poison_in_dlq(sqs: Any, aws: dict[str, str]) -> str:
@@ -140,3 +127,68 @@ def test_cli_without_a_dlq_says_what_to_set(
     monkeypatch.delenv("REWARD_DLQ_URL")
     with pytest.raises(SystemExit, match="serendip dlq: no REWARD_DLQ_URL"):
         main(["dlq", "list"])
+
+
+def test_a_policys_work_that_keeps_failing_reaches_the_learn_dlq_and_redrives_into_its_group(
+    aws: dict[str, str], api: Api, sqs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functions.common import decision_store, model_store
+    from functions.learn.app import lambda_handler as learn_handler
+    from tests.queues import learn_all, route_all
+
+    # Given a rewarded event whose policy's saves fail (an outage outlasting five deliveries)
+    body = {"context": {}, "candidates": [{"id": "a"}, {"id": "b"}]}
+    _, event, _ = api.call(
+        rank_handler,
+        "POST",
+        "/v1/policies/for-you/rank",
+        body,
+        resource="/v1/policies/{policy}/rank",
+    )
+    rewards = [
+        {"event_id": event["event_id"], "item_id": s["id"], "type": "click"} for s in event["slate"]
+    ]
+    status, _, _ = api.call(
+        rewards_handler, "POST", "/v1/rewards", json.dumps({"rewards": rewards}), sign_body=True
+    )
+    assert status == 202 and route_all(aws) == []
+    save = model_store.save
+
+    def down(*args: Any, **kwargs: Any) -> int:
+        raise StorageError("model save failed: InternalServerError")
+
+    monkeypatch.setattr(model_store, "save", down)
+    url = aws["LEARN_QUEUE_URL"]
+    assert len(deliver_until_empty_with(sqs, url, learn_handler)) == 5
+    # Then the work sits in the learn DLQ, and the CLI's library lists it with its receives
+    (letter,) = dlq.peek(wait_seconds=0, queue="learn")
+    assert letter.receive_count == 6
+    assert json.loads(letter.body)["policy"] == "for-you"
+    # When storage is back and the learn DLQ is redriven
+    monkeypatch.setattr(model_store, "save", save)
+    assert dlq.redrive(wait_seconds=0, queue="learn").moved == 1
+    # Then the work is back in its policy's group and learned
+    assert learn_all(aws) == []
+    assert decision_store.get("acme", event["event_id"]).status == "learned"
+    assert queue_depth(aws["LEARN_DLQ_URL"]) == 0
+
+
+def deliver_until_empty_with(sqs: Any, url: str, handler: Any) -> list[list[str]]:
+    """``deliver_until_empty`` with another handler (visibility 0: each failure is back at once)."""
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    failures: list[list[str]] = []
+    for _receive in range(10):
+        messages = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
+        ).get("Messages", [])
+        if not messages:
+            return failures
+        result = handler(sqs_event(messages, arn), FakeLambdaContext())
+        failed = [f["itemIdentifier"] for f in result["batchItemFailures"]]
+        failures.append(failed)
+        for message in messages:
+            if message["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    raise AssertionError("the queue did not drain in 10 receives")
