@@ -40,8 +40,8 @@ from functions.common.errors import NotFoundError, StorageError
 from functions.common.model_cache import CachedModel, ModelCache
 from functions.common.observability import logger, metrics
 from functions.common.reward_join import EventChange, EventsChangedError, join
+from functions.common.settings import settings
 
-MAX_EVENTS_PER_SAVE = 90  # a DynamoDB transaction holds 100 items: model, head and events
 MAX_ATTEMPTS = 8
 # A record's own data can make building its examples fail; nothing else is caught per event.
 DATA_PROBLEMS = (ValueError, KeyError, TypeError)
@@ -247,8 +247,9 @@ class Learner:
         changes: dict[str, EventChange],
         report: LearnReport,
     ) -> dict[str, str]:
-        """Learn ``closed`` (time order) in saves of at most ``MAX_EVENTS_PER_SAVE`` events;
-        returns the events whose own data cannot be learned, with the reason."""
+        """Learn ``closed`` (time order) in saves of at most ``events_per_save`` events (the
+        ``LEARN_EVENTS_PER_SAVE`` setting); returns the events whose own data cannot be learned,
+        with the reason."""
         problems: dict[str, str] = {}
         examples: dict[str, list[SlotExample]] = {}
         for change in closed:
@@ -257,8 +258,9 @@ class Learner:
             except DATA_PROBLEMS as exc:
                 problems[change.key] = f"cannot be learned: {exc}"[:500]
         keys = list(examples)
-        for start in range(0, len(keys), MAX_EVENTS_PER_SAVE):
-            chunk = keys[start : start + MAX_EVENTS_PER_SAVE]
+        per_save = settings().events_per_save
+        for start in range(0, len(keys), per_save):
+            chunk = keys[start : start + per_save]
             self._save_chunk(work, chunk, examples, changes, report)
         return problems
 

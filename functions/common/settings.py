@@ -34,6 +34,9 @@ class Settings:
     # How long the rank path trusts its copies of a policy's head and of popularity counts.
     model_cache_seconds: float
     inline_model_bytes: int
+    # How many closed events one model version takes at most (the save cadence of a busy
+    # policy; a transaction holds 100 items: the version, the head and the events).
+    events_per_save: int
 
 
 def _env(name: str, default: str) -> str:
@@ -67,7 +70,22 @@ def settings() -> Settings:
         policies_dir=Path(_env("POLICIES_DIR", str(root / "policies"))),
         model_cache_seconds=float(_env("MODEL_CACHE_SECONDS", "1")),
         inline_model_bytes=int(_env("INLINE_MODEL_BYTES", str(350 * 1024))),
+        events_per_save=_events_per_save(_env("LEARN_EVENTS_PER_SAVE", "90")),
     )
+
+
+MAX_EVENTS_PER_SAVE = 98
+
+
+def _events_per_save(raw: str) -> int:
+    """``LEARN_EVENTS_PER_SAVE``: 1 to 98 (a DynamoDB transaction holds 100 items)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_EVENTS_PER_SAVE:
+        raise ValueError(f"LEARN_EVENTS_PER_SAVE must be 1 to {MAX_EVENTS_PER_SAVE}, not {raw!r}")
+    return value
 
 
 def reset_settings() -> None:

@@ -11,6 +11,7 @@ import boto3
 from functions.common import counters, decision_store, model_store
 from functions.common.auth import NewKey
 from functions.common.learn_service import Learner
+from functions.common.settings import reset_settings
 from functions.rank.app import lambda_handler as rank_handler
 from functions.rewards.app import lambda_handler as rewards_handler
 from functions.sweep.app import lambda_handler as sweep_handler
@@ -144,3 +145,20 @@ def test_unsigned_or_wrongly_signed_rewards_get_401_and_queue_nothing(
         QueueUrl=aws["REWARD_QUEUE_URL"], AttributeNames=["ApproximateNumberOfMessages"]
     )["Attributes"]
     assert attributes["ApproximateNumberOfMessages"] == "0"
+
+
+def test_the_save_cadence_setting_caps_the_events_per_model_version(
+    aws: dict[str, str], api: Api, monkeypatch: Any
+) -> None:
+    # Given LEARN_EVENTS_PER_SAVE=2 and five silent events whose wait is over
+    monkeypatch.setenv("LEARN_EVENTS_PER_SAVE", "2")
+    reset_settings()
+    events = [rank(api)["event_id"] for _ in range(5)]
+    # When the sweep closes them in one go
+    report = Learner().sweep(now=10**10)
+    # Then they are learned in time order into three versions of 2, 2 and 1 events
+    assert (report.events_learned, report.versions) == (5, [1, 2, 3])
+    counts = [v.events_learned for v in reversed(model_store.versions("acme", "for-you"))]
+    assert counts == [2, 4, 5]
+    learned = [decision_store.get("acme", e).record.learned_version for e in events]
+    assert learned == [1, 1, 2, 2, 3]

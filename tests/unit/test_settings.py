@@ -33,3 +33,20 @@ def test_environment_is_read_on_first_use_and_cached(monkeypatch: pytest.MonkeyP
     assert settings().decisions_table == "first"
     reset_settings()
     assert settings().decisions_table == "second"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("90", 90), ("1", 1), ("98", 98)])
+def test_events_per_save_is_read_within_a_transaction(
+    monkeypatch: pytest.MonkeyPatch, raw: str, expected: int
+) -> None:
+    monkeypatch.setenv("LEARN_EVENTS_PER_SAVE", raw)
+    assert settings().events_per_save == expected
+
+
+@pytest.mark.parametrize("raw", ["0", "99", "ten", "-3"])
+def test_events_per_save_outside_one_transaction_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    monkeypatch.setenv("LEARN_EVENTS_PER_SAVE", raw)
+    with pytest.raises(ValueError, match="LEARN_EVENTS_PER_SAVE must be 1 to 98"):
+        settings()
