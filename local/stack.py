@@ -54,6 +54,7 @@ ALL_SCOPES = frozenset({"rank", "reward", "admin"})
 POLICIES_DIR = ROOT / "policies"
 # Locally a failed message comes back after this many seconds, not the queue's 360.
 LOCAL_VISIBILITY_TIMEOUT = 2
+SWEEP_PASSES_ON_AWS = 2  # the sweep's passes per scheduled minute (functions.common.settings)
 
 
 def moto_environment(endpoint: str, region: str = DEFAULT_REGION) -> dict[str, str | None]:
@@ -237,6 +238,9 @@ class LocalStack:
                 "POWERTOOLS_METRICS_NAMESPACE": "Serendip",
                 "POWERTOOLS_METRICS_DISABLED": "false" if self.metrics else "true",
                 "POWERTOOLS_LOG_LEVEL": self.log_level,
+                # One pass per scheduled call, called twice as often (see _start_workers): a
+                # pass never sleeps in the sweep's thread, so the stack stops promptly.
+                "SWEEP_PASSES": "1",
             }
         )
         if not self.metrics:
@@ -312,7 +316,7 @@ class LocalStack:
             self.pollers.append(poller)
         for schedule in schedule_sources(self.functions):
             scheduler = Scheduler(
-                self.sweep_interval or _interval(schedule.expression),
+                self.sweep_interval or _interval(schedule.expression) / SWEEP_PASSES_ON_AWS,
                 schedule.function.invoke,
                 name=schedule.name,
             )

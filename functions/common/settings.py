@@ -37,6 +37,8 @@ class Settings:
     # How many closed events one model version takes at most (the save cadence of a busy
     # policy; a transaction holds 100 items: the version, the head and the events).
     events_per_save: int
+    # Passes per sweep invocation, PASS_SECONDS apart (the local stack runs one per tick).
+    sweep_passes: int
 
 
 def _env(name: str, default: str) -> str:
@@ -71,6 +73,7 @@ def settings() -> Settings:
         model_cache_seconds=float(_env("MODEL_CACHE_SECONDS", "1")),
         inline_model_bytes=int(_env("INLINE_MODEL_BYTES", str(350 * 1024))),
         events_per_save=_events_per_save(_env("LEARN_EVENTS_PER_SAVE", "90")),
+        sweep_passes=max(1, int(_env("SWEEP_PASSES", "2"))),
     )
 
 

@@ -1,9 +1,12 @@
 """The sweep: hand every event whose reward wait is over to its policy's learner.
 
-It reads the sparse index of open events to the end (no ceiling), groups the due events by
-(tenant, policy) and sends each group's ids to the learn queue, where the policy's learner
-closes them: learns activated ones, expires unactivated ones. An event stays in the index until
-its learner has closed it, so an event whose forward failed is simply sent again next pass.
+It reads the sparse index of open events (no ceiling), groups the due events by (tenant, policy)
+and sends each group's ids to the learn queue, where the policy's learner closes them: learns
+activated ones, expires unactivated ones. A pass reads only what fell due since the last pass
+(less ``INDEX_LAG_SECONDS``, as the index is eventually consistent), so a backlog the learners
+are still working through is not sent to them again and again; every ``FULL_PASS_SECONDS`` a
+pass reads every due event, which hands over whatever a failed forward or a dead-lettered batch
+left open. The watermark only moves when every group's forward succeeded.
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from functions.common import learn_queue, open_events
+from functions.common import learn_queue, open_events, sweep_state
 from functions.common.errors import StorageError
 from functions.common.observability import logger, metrics
+from functions.common.settings import settings
 
 PASS_SECONDS = 30.0  # two passes per scheduled minute: no event waits a whole minute
+INDEX_LAG_SECONDS = 60.0
+FULL_PASS_SECONDS = 300.0
 
 
 @dataclass
@@ -24,15 +30,20 @@ class SweepReport:
     """What the passes of one sweep did."""
 
     passes: int = 0
+    full_passes: int = 0
     due: int = 0
     groups: int = 0
     failed_groups: int = 0
 
 
 def dispatch(now: float, report: SweepReport) -> None:
-    """One pass: send every due event to its policy's learner."""
+    """One pass: send the events that fell due to their policies' learners."""
     report.passes += 1
-    for due in open_events.due_by_policy(now):
+    state = sweep_state.read()
+    full = state.full_pass_at is None or now - state.full_pass_at >= FULL_PASS_SECONDS
+    since = None if full or state.watermark is None else state.watermark - INDEX_LAG_SECONDS
+    failed_before = report.failed_groups
+    for due in open_events.due_by_policy(now, since):
         report.due += len(due.event_ids)
         bodies = list(learn_queue.bodies(due.tenant, due.policy, close=due.event_ids))
         try:
@@ -45,6 +56,9 @@ def dispatch(now: float, report: SweepReport) -> None:
             report.failed_groups += 1
             continue
         report.groups += 1
+    if report.failed_groups == failed_before:
+        sweep_state.advance(now, full_pass=full)
+        report.full_passes += int(full)
     metrics.add_metric(name="EventsDue", unit="Count", value=report.due)
 
 
@@ -54,12 +68,13 @@ def sweep(
     clock: Callable[[], float] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> SweepReport:
-    """Dispatch now, and again every ``PASS_SECONDS`` while the invocation has time for it."""
+    """Dispatch now, and again every ``PASS_SECONDS`` (up to ``SWEEP_PASSES`` passes in all)
+    while the invocation has time for it."""
     now = clock or time.time
     report = SweepReport()
     started = time.monotonic()
     dispatch(now(), report)
-    while remaining_seconds() > PASS_SECONDS + 10:
+    while report.passes < settings().sweep_passes and remaining_seconds() > PASS_SECONDS + 10:
         next_pass = started + PASS_SECONDS * report.passes
         sleep(max(0.0, next_pass - time.monotonic()))
         dispatch(now(), report)

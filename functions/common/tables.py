@@ -171,6 +171,19 @@ class CounterItem(Model):
     expires_at = TTLAttribute(null=True)
 
 
+class SweepStateItem(Model):
+    """Where the sweep got to: due events up to ``watermark`` were handed to their learners,
+    and when it last read every due event (a full pass), on the counters table."""
+
+    class Meta:
+        table_name = UNBOUND
+
+    pk = UnicodeAttribute(hash_key=True)  # "sweep" (no tenant: the sweep serves them all)
+    sk = UnicodeAttribute(range_key=True)  # "state"
+    watermark = NumberAttribute(null=True)
+    full_pass_at = NumberAttribute(null=True)
+
+
 class ByTenantIndex(GlobalSecondaryIndex["ApiKeyItem"]):
     """API keys of one tenant (rotation, revocation)."""
 
@@ -204,6 +217,7 @@ _TABLES: dict[type[Model], str] = {
     CatalogItem: "items_table",
     UserItem: "users_table",
     CounterItem: "counters_table",
+    SweepStateItem: "counters_table",
     ApiKeyItem: "keys_table",
 }
 

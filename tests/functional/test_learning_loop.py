@@ -162,3 +162,44 @@ def test_the_save_cadence_setting_caps_the_events_per_model_version(
     assert counts == [2, 4, 5]
     learned = [decision_store.get("acme", e).record.learned_version for e in events]
     assert learned == [1, 1, 2, 2, 3]
+
+
+def test_sweep_passes_hand_over_each_due_event_once_until_a_full_pass(
+    aws: dict[str, str], api: Api, monkeypatch: Any
+) -> None:
+    from functions.common import sweep_service
+    from functions.common.tables import DecisionItem
+    from tests.functional.conftest import queue_depth
+
+    def sweep_at(now: float) -> int:
+        report = sweep_service.SweepReport()
+        sweep_service.dispatch(now, report)
+        return report.due
+
+    # Given two events, and a first pass once their wait is over
+    first = [rank(api)["event_id"] for _ in range(2)]
+    due_at = decision_store.get("acme", first[-1]).record.timestamp + 601
+    assert sweep_at(due_at) == 2
+    # When later passes run while the learner has not got to them yet
+    later = due_at + sweep_service.INDEX_LAG_SECONDS + 1
+    # Then the next pass hands them over once more (the index may lag by up to a minute) and
+    # later passes do not (the backlog is not resent on every pass)
+    assert sweep_at(later) == 2
+    assert sweep_at(later + 30) == 0
+    assert sweep_at(later + 60) == 0
+    # But an event that fell due since the last pass is (decided after the passes above: its
+    # wait ends at later + 70)
+    third = rank(api)["event_id"]
+    DecisionItem(decision_store.event_key("acme", third)).update(
+        actions=[DecisionItem.closes_at.set(later + 70)]
+    )
+    assert sweep_at(later + 90) == 1
+    # And a full pass, every FULL_PASS_SECONDS, hands over all that is still open
+    full_pass = due_at + sweep_service.FULL_PASS_SECONDS + 1
+    assert sweep_at(full_pass) == 3
+    assert queue_depth(aws["LEARN_QUEUE_URL"]) >= 3
+    # And the learner closes each event once, however often it was handed over
+    monkeypatch.setattr(time, "time", lambda: full_pass)
+    assert learn_all(aws) == []
+    assert {decision_store.get("acme", e).status for e in [*first, third]} == {"learned"}
+    assert model_store.versions("acme", "for-you")[0].events_learned == 3

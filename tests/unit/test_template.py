@@ -117,6 +117,7 @@ ACCESS: dict[str, dict[str, set[str]]] = {
     },
     "SweepFunction": {
         "DecisionsTable": {"read"},
+        "CountersTable": {"read", "write"},
         "LearnQueue": {"send"},
     },
     "AdminFunction": {
