@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     steps.begin("load", "load on the local stack: concurrent clients, rank and signed rewards")
     save("load", load_bench(quick))
-    events = 10 if quick else 300
+    events = 10 if quick else 1_000
     steps.begin("learner through SQS", f"learner through SQS on moto: {events:,} events")
     learner = learner_bench(learning, events=events, progress=_note)
     save("learner_speed", learner)
