@@ -32,6 +32,7 @@ RESULT_FILES = (
 CORE_P95_MS = 1.0
 HANDLER_P95_MS = 15.0
 COLD_START_S = 1.5
+LEARNER_EVENTS_PER_S = 200.0
 LEARNER_SLOTS_PER_S = 3_000.0
 RANK_RSS_MB = 250.0
 BENCH_MINUTES = 15.0
@@ -114,6 +115,11 @@ def _targets(results: Results) -> list[str]:
         lines.append(
             f"| learner >= {LEARNER_SLOTS_PER_S:,.0f} slot examples/s on one core, core only | "
             f"{rate:,.0f}/s | {_verdict(rate >= LEARNER_SLOTS_PER_S)} |"
+        )
+        through = learner["sqs"]["events_per_second"]
+        lines.append(
+            f"| learner through SQS on moto >= {LEARNER_EVENTS_PER_S:,.0f} events/s, one policy | "
+            f"{through:,.1f}/s | {_verdict(through >= LEARNER_EVENTS_PER_S)} |"
         )
     if memory := results.get("memory"):
         peak = memory["rank_process"]["peak_rss_mb"]
@@ -210,10 +216,13 @@ def _learner(learner: dict[str, Any]) -> list[str]:
         "## Learner throughput",
         "",
         "Core only: `bandit.learning.learn_record` over closed decision records, one core. "
-        "Through SQS on moto: a fresh process runs `functions.learn.app.lambda_handler` on "
-        f"batches of {sqs['batch_size']} reward messages from moto's server (join rewards, "
-        "learn closed events, save a model version per batch, counters and user profiles); "
-        f"{sqs['candidates']} candidates, {sqs['slots']} slots per event.",
+        "Through SQS on moto: a fresh process runs the router (`functions.route.app`, batches "
+        f"of up to {sqs['batch_size']} reward messages) and the learner (`functions.learn.app`, "
+        f"FIFO batches of {sqs.get('learn_batch_size', 10)} messages) on moto's server: route "
+        "each reward to its policy, join the rewards in bulk, learn the closed events (a model "
+        "version per 90), counters and user profiles in bulk; "
+        f"{sqs['candidates']} candidates, {sqs['slots']} slots per event, one reward post "
+        "per event.",
         "",
         "| path | events/s | slot examples/s | events | slot examples | seconds |",
         "|---|---|---|---|---|---|",
