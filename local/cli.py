@@ -45,6 +45,15 @@ def _scopes_argument(text: str) -> set[str]:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
+def _tenant_argument(text: str) -> str:
+    from functions.common.ids import check_tenant
+
+    try:
+        return check_tenant(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def _positive(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -111,7 +120,12 @@ def _add_keys(commands: Any) -> None:
         description="Create an API key. Uses the running `serendip serve` stack if there is "
         "one, else --stack NAME (CloudFormation outputs), else KEYS_TABLE from the environment.",
     )
-    create.add_argument("--tenant", required=True, help="tenant the key belongs to")
+    create.add_argument(
+        "--tenant",
+        required=True,
+        type=_tenant_argument,
+        help="tenant the key belongs to (1-63 of a-z, 0-9, '-', '_'; no '#')",
+    )
     create.add_argument(
         "--scopes",
         type=_scopes_argument,

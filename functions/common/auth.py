@@ -24,6 +24,7 @@ from functions.common.errors import (
     StorageError,
     UnauthorizedError,
 )
+from functions.common.ids import check_tenant
 from functions.common.tables import ApiKeyItem, bind
 
 SCOPES = frozenset({"rank", "reward", "admin"})
@@ -70,7 +71,11 @@ def create_key(
     api_key: str | None = None,
     webhook_secret: str | None = None,
 ) -> NewKey:
-    """Store a new key for ``tenant``; returns the key and its webhook secret (shown once)."""
+    """Store a new key for ``tenant``; returns the key and its webhook secret (shown once).
+
+    ``tenant`` must be a valid tenant id (``functions.common.ids``): ``ValueError`` otherwise.
+    """
+    check_tenant(tenant)
     unknown = set(scopes) - SCOPES
     if unknown or not scopes:
         raise ValueError(f"scopes must be a non-empty subset of {sorted(SCOPES)}")
