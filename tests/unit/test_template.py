@@ -99,8 +99,8 @@ ACCESS: dict[str, dict[str, set[str]]] = {
     },
     "RewardsFunction": {
         "KeysTable": {"read"},
-        "DecisionsTable": {"read", "write", "delete"},
-        "IdempotencyTable": {"read", "write", "delete"},
+        "DecisionsTable": {"read", "write"},
+        "PoliciesTable": {"read"},
         "RewardQueue": {"send"},
     },
     "RouteFunction": {
