@@ -7,11 +7,12 @@ cost = -reward and the logged probability. Warm start is the same loop over hist
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from bandit.cost import check_slot_work, slot_work
 from bandit.decision_log import DecisionRecord
 from bandit.features import action_lines, shared_line
 from bandit.rewards import record_outcome
@@ -29,6 +30,14 @@ class SlotExample:
     chosen: int
     reward: float
     probability: float
+
+
+def examples_work(args: Sequence[str], examples: Sequence[SlotExample]) -> int:
+    """An upper bound of the work of learning ``examples`` (``bandit.cost.slot_work``): the
+    first slot has the most actions, so its work times the number of slots."""
+    if not examples:
+        return 0
+    return slot_work(args, examples[0].shared, examples[0].actions) * len(examples)
 
 
 def constraints_of(record: DecisionRecord) -> SlateConstraints:
@@ -53,6 +62,8 @@ def slot_examples(record: DecisionRecord, spec: PolicySpec) -> list[SlotExample]
     index = {candidate.id: i for i, candidate in enumerate(candidates)}
     constraints = constraints_of(record)
     outcome = record_outcome(record, spec.rewards)
+    # The first slot has the most actions; a record ranked under a cheaper spec may be too costly.
+    check_slot_work(spec.vw_args(), shared, lines)
     examples: list[SlotExample] = []
     chosen: list[int] = []
     for slot in sorted(record.slate, key=lambda s: s.position):

@@ -17,6 +17,7 @@ import numpy as np
 
 from bandit.budget import Clock, ExplorationBudget
 from bandit.coldstart import PopularityPrior, blend, exploration_weights, model_weight
+from bandit.cost import check_slot_work
 from bandit.decision_log import (
     Constraints,
     DecisionRecord,
@@ -131,6 +132,7 @@ class Ranker:
         """Expected-reward scores of the candidates (model blended with the prior)."""
         shared = shared_line(request.context)
         actions = self.lines(request.candidates)
+        check_slot_work(self.model.args, shared, actions)
         model_scores = self.model.score(shared, actions)
         weight = model_weight(self.spec.cold_start, self.model.examples_learned, segment)
         if weight >= 1.0:

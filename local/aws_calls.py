@@ -26,12 +26,13 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from botocore.client import BaseClient
 
 from local.lambda_events import current_function
 
+SinkT = TypeVar("SinkT", bound="CallSink")
 NO_FUNCTION = "(no function)"  # how summaries name calls made outside any function
 # Which key of a TransactWriteItems entry is which action.
 _TRANSACT_WRITE_ACTIONS = ("Put", "Update", "Delete", "ConditionCheck")
@@ -55,6 +56,21 @@ class Touch:
 
 
 @dataclass(frozen=True, slots=True)
+class Permission:
+    """One IAM authorization a call needs: ``action`` on ``resource`` of ``service``.
+
+    ``resource`` names the table, queue, bucket or key as the call did (a physical name), and
+    ``path`` what inside it: ``/index/<name>`` for an index query, ``/<key>`` for an S3 object,
+    ``""`` for the resource itself. ``local.iam`` turns these into ARNs of the template.
+    """
+
+    action: str
+    service: str
+    resource: str
+    path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AwsCall:
     """One AWS API call made in this process."""
 
@@ -66,6 +82,8 @@ class AwsCall:
     seconds: float
     error: str | None = None  # the error code of a call that failed
     retries: int = 0
+    # What IAM authorizes the call on: (action, resource) pairs, see ``permissions``.
+    permissions: tuple[Permission, ...] = ()
 
 
 class AwsCallLog:
@@ -233,9 +251,102 @@ def _sqs(
     return (Touch(queue, operation, items),)
 
 
+# ---------------------------------------------------------------- what IAM checks
+
+# DynamoDB: the IAM action of each entry of a transaction (IAM authorizes each entry).
+_TRANSACT_WRITE_IAM = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+# SQS batch calls are authorized as the single action; S3 reads of metadata as GetObject.
+_IAM_ACTION = {
+    ("sqs", "SendMessageBatch"): "SendMessage",
+    ("sqs", "DeleteMessageBatch"): "DeleteMessage",
+    ("sqs", "ChangeMessageVisibilityBatch"): "ChangeMessageVisibility",
+    ("s3", "HeadObject"): "GetObject",
+    ("s3", "ListObjectsV2"): "ListBucket",
+    ("s3", "ListObjects"): "ListBucket",
+    ("s3", "DeleteObjects"): "DeleteObject",
+}
+
+
+def permissions(
+    service: str, operation: str, params: Mapping[str, Any], response: Mapping[str, Any] | None
+) -> tuple[Permission, ...]:
+    """The IAM authorizations a call needs (per table and entry kind for transactions).
+
+    >>> permissions("dynamodb", "Query", {"TableName": "t", "IndexName": "by_x"}, None)
+    (Permission(action='dynamodb:Query', service='dynamodb', resource='t', path='/index/by_x'),)
+    >>> [p.action for p in permissions("sqs", "SendMessageBatch", {"QueueUrl": "h/1/q"}, None)]
+    ['sqs:SendMessage']
+    """
+    if service == "dynamodb":
+        return _dynamodb_permissions(operation, params)
+    action = f"{service}:{_IAM_ACTION.get((service, operation), operation)}"
+    if service == "sqs":
+        url, name = params.get("QueueUrl"), params.get("QueueName")
+        queue = url.rstrip("/").rsplit("/", 1)[-1] if isinstance(url, str) else name
+        return (Permission(action, service, queue if isinstance(queue, str) else "*"),)
+    if service == "s3":
+        return _s3_permissions(operation, action, params)
+    if service == "kms":
+        key = params.get("KeyId") or (response or {}).get("KeyId") or "*"
+        return (Permission(action, service, str(key)),)
+    return (Permission(action, service, "*"),)
+
+
+def _dynamodb_permissions(operation: str, params: Mapping[str, Any]) -> tuple[Permission, ...]:
+    wanted: list[Permission] = []
+    if operation == "TransactWriteItems":
+        for entry in params.get("TransactItems", []):
+            for kind, action in _TRANSACT_WRITE_IAM.items():
+                if kind in entry:
+                    table = entry[kind]["TableName"]
+                    wanted.append(Permission(f"dynamodb:{action}", "dynamodb", table))
+    elif operation == "TransactGetItems":
+        for entry in params.get("TransactItems", []):
+            wanted.append(Permission("dynamodb:GetItem", "dynamodb", entry["Get"]["TableName"]))
+    elif operation in ("BatchGetItem", "BatchWriteItem"):
+        for table in params.get("RequestItems", {}):
+            wanted.append(Permission(f"dynamodb:{operation}", "dynamodb", table))
+    else:
+        table = params.get("TableName")
+        index = params.get("IndexName")
+        path = f"/index/{index}" if isinstance(index, str) else ""
+        wanted.append(Permission(f"dynamodb:{operation}", "dynamodb", str(table or "*"), path))
+    return tuple(dict.fromkeys(wanted))
+
+
+def _s3_permissions(
+    operation: str, action: str, params: Mapping[str, Any]
+) -> tuple[Permission, ...]:
+    bucket = str(params.get("Bucket", "*"))
+    if action in ("s3:ListBucket", "s3:ListObjectVersions"):
+        return (Permission(action, "s3", bucket),)
+    if operation == "DeleteObjects":
+        keys = [entry["Key"] for entry in params.get("Delete", {}).get("Objects", [])]
+        return tuple(Permission(action, "s3", bucket, f"/{key}") for key in keys)
+    if operation == "CopyObject":
+        source = params.get("CopySource")
+        source_bucket, source_key = (
+            (source.get("Bucket"), source.get("Key"))
+            if isinstance(source, Mapping)
+            else str(source).lstrip("/").split("/", 1)
+        )
+        return (
+            Permission("s3:GetObject", "s3", str(source_bucket), f"/{source_key}"),
+            Permission("s3:PutObject", "s3", bucket, f"/{params.get('Key', '')}"),
+        )
+    if "VersionId" in params and action == "s3:GetObject":
+        action = "s3:GetObjectVersion"
+    return (Permission(action, "s3", bucket, f"/{params.get('Key', '')}"),)
+
+
 # ---------------------------------------------------------------- the hook
 
-_logs: list[AwsCallLog] = []
+_logs: list[CallSink] = []
 _hook_lock = threading.Lock()
 _original: Callable[..., Any] | None = None
 # Whether ``_recording_call`` is in the chain of ``_make_api_call``: it stays there, passing
@@ -273,9 +384,17 @@ def _recording_call(client: BaseClient, operation: str, params: dict[str, Any]) 
             seconds=time.perf_counter() - started,
             error=error,
             retries=int(metadata.get("RetryAttempts", 0)),
+            permissions=permissions(service, operation, params, response),
         )
         for log in logs:
             log.add(call)
+
+
+class CallSink(Protocol):
+    """Where the hook hands each call: an ``AwsCallLog``, or an aggregate of calls."""
+
+    def add(self, call: AwsCall) -> None:
+        """Take one call (from any thread)."""
 
 
 @contextmanager
@@ -285,19 +404,28 @@ def record_aws_calls() -> Iterator[AwsCallLog]:
     Recorders may nest or overlap (each sees every call made while it is active); the hook is
     installed by the first and removed by the last.
     """
+    with record_into(AwsCallLog()) as log:
+        yield log
+
+
+@contextmanager
+def record_into(sink: SinkT) -> Iterator[SinkT]:
+    """Hand every AWS call of this process to ``sink`` during the block (see above).
+
+    For a long run, a sink that aggregates keeps no list of calls.
+    """
     global _original, _in_chain  # noqa: PLW0603
-    log = AwsCallLog()
     with _hook_lock:
         if not _in_chain:
             _original = BaseClient._make_api_call
             BaseClient._make_api_call = _recording_call
             _in_chain = True
-        _logs.append(log)
+        _logs.append(sink)
     try:
-        yield log
+        yield sink
     finally:
         with _hook_lock:
-            _logs.remove(log)
+            _logs.remove(sink)
             if not _logs and BaseClient._make_api_call is _recording_call:
                 BaseClient._make_api_call = _original
                 _in_chain = False

@@ -3,7 +3,8 @@
 - ``serendip demo``: simulated users served through the local stack's HTTP API, learning.
 - ``serendip simulate``: the same population against the core in process (fast, no stack).
 - ``serendip serve``: the whole service on this machine (moto, the HTTP API, learner, sweep).
-- ``serendip keys create``: an API key for a tenant, on the running local stack or on AWS.
+- ``serendip keys create`` / ``list``: API keys of a tenant, on the running local stack or AWS.
+- ``serendip keys rotate-secret`` / ``retire-secret``: webhook secret rotation, one key at a time.
 - ``serendip dlq list`` / ``serendip dlq redrive``: the reward dead-letter queue.
 - ``serendip keys revoke``: revoke a key (by its hash or the key itself) at once.
 - ``serendip export`` / ``serendip evaluate``: the decision log out, and offline evaluation.
@@ -25,7 +26,8 @@ from local.dlq_cli import add_parser as add_dlq_parser
 from local.dlq_cli import dlq_command
 from local.events_cli import add_parser as add_events_parser
 from local.events_cli import events_command
-from local.keys_cli import keys_create, keys_revoke, parse_scopes
+from local.keys_cli import add_parser as add_keys_parser
+from local.keys_cli import keys_command
 from local.logs_cli import add_parsers as add_log_parsers
 from local.logs_cli import evaluate_command, export
 from local.report_cli import DEFAULT_REPORT, report_command
@@ -36,22 +38,6 @@ from local.simulate_cli import simulate
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 
 # ---------------------------------------------------------------- parsing
-
-
-def _scopes_argument(text: str) -> set[str]:
-    try:
-        return parse_scopes(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
-
-
-def _tenant_argument(text: str) -> str:
-    from functions.common.ids import check_tenant
-
-    try:
-        return check_tenant(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _positive(text: str) -> float:
@@ -111,40 +97,6 @@ def _add_serve(commands: Any) -> None:
     )
 
 
-def _add_keys(commands: Any) -> None:
-    keys_parser = commands.add_parser("keys", help="manage API keys")
-    keys_commands = keys_parser.add_subparsers(dest="keys_command", required=True)
-    create = keys_commands.add_parser(
-        "create",
-        help="create an API key (on the running local stack, or on AWS)",
-        description="Create an API key. Uses the running `serendip serve` stack if there is "
-        "one, else --stack NAME (CloudFormation outputs), else KEYS_TABLE from the environment.",
-    )
-    create.add_argument(
-        "--tenant",
-        required=True,
-        type=_tenant_argument,
-        help="tenant the key belongs to (1-63 of a-z, 0-9, '-', '_'; no '#')",
-    )
-    create.add_argument(
-        "--scopes",
-        type=_scopes_argument,
-        default={"rank"},
-        help="comma-separated: rank,reward,admin",
-    )
-    create.add_argument("--name", default="", help="a label for the key")
-    create.add_argument("--stack", help="a deployed CloudFormation stack to read table names from")
-    revoke = keys_commands.add_parser(
-        "revoke",
-        help="revoke an API key at once (its next request gets 401)",
-        description="Revoke an API key, named by its SHA-256 (as stored) or by the key itself.",
-    )
-    which = revoke.add_mutually_exclusive_group(required=True)
-    which.add_argument("--key-hash", help="the key's SHA-256 hex digest, as stored")
-    which.add_argument("--api-key", help="the key itself (hashed here, never sent anywhere)")
-    revoke.add_argument("--stack", help="a deployed CloudFormation stack to read table names from")
-
-
 def _add_openapi(commands: Any) -> None:
     commands.add_parser(
         "openapi", help="print the API's OpenAPI document (docs/openapi.json is this output)"
@@ -158,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_simulate(commands)
     _add_serve(commands)
-    _add_keys(commands)
+    add_keys_parser(commands)
     _add_openapi(commands)
     add_dlq_parser(commands)
     add_events_parser(commands)
@@ -189,8 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return evaluate_command(args, Console())
     if args.command == "report":
         return report_command(args)
-    if args.command == "keys" and args.keys_command == "create":
-        return keys_create(args)
+    if args.command == "keys":
+        return keys_command(args)
     if args.command == "openapi":
         from functions.admin.openapi import openapi_json
 
@@ -200,8 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return dlq_command(args)
     if args.command == "events":
         return events_command(args)
-    if args.command == "keys" and args.keys_command == "revoke":
-        return keys_revoke(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -26,6 +26,9 @@ from local.gateway import Reply
 DASHBOARD_PATH = "/dashboard"
 DEFAULT_REPORT = Path("serendip-report.html")
 REFRESH_SECONDS = 30
+# The dashboard runs in the local stack, under no Lambda timeout, so it reads more of the log
+# than one page of the metrics endpoint (``metrics_service.MAX_RECORDS``).
+MAX_RECORDS = 50_000
 
 
 def add_parser(commands: Any) -> None:
@@ -74,11 +77,10 @@ def report_command(args: argparse.Namespace) -> int:
 def live_records(tenant: str) -> tuple[list[DecisionRecord], dict[str, PolicySpec], list[str]]:
     """Every policy's records of ``tenant`` from the decision store (this process's settings).
 
-    Reads at most ``MAX_RECORDS`` per policy (the metrics endpoint's cap), oldest first; the notes
-    say when a policy was cut short.
+    Reads at most ``MAX_RECORDS`` per policy, oldest first; the notes say when a policy was cut
+    short.
     """
     from functions.common import decision_store, policy_store
-    from functions.common.metrics_service import MAX_RECORDS
 
     records: list[DecisionRecord] = []
     specs: dict[str, PolicySpec] = {}

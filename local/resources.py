@@ -1,10 +1,10 @@
-"""Create the stack's tables, queues and bucket from ``template.yaml`` (the single source of truth).
+"""Create the stack's tables, queues, bucket and KMS key from ``template.yaml`` (the one truth).
 
 The SAM template is translated offline with ``samtranslator`` (no AWS call: a stub managed-policy
-loader and a region-only boto3 session), and every ``AWS::DynamoDB::Table``, ``AWS::SQS::Queue``
-and ``AWS::S3::Bucket`` of the result is created with boto3 against whatever endpoint boto3 is
-configured for (``AWS_ENDPOINT_URL`` -> a moto server, or moto's in-process ``mock_aws``). Nothing
-here duplicates a table definition.
+loader and a region-only boto3 session), and every ``AWS::DynamoDB::Table``, ``AWS::SQS::Queue``,
+``AWS::S3::Bucket`` and ``AWS::KMS::Key`` of the result is created with boto3 against whatever
+endpoint boto3 is configured for (``AWS_ENDPOINT_URL`` -> a moto server, or moto's in-process
+``mock_aws``). Nothing here duplicates a table definition.
 
 Names are ``f"{stack_name}-{LogicalId}"`` (lowercased for buckets). ``create_resources`` returns
 the environment the functions need, derived from ``Globals.Function.Environment.Variables``:
@@ -36,6 +36,8 @@ from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 from samtranslator.yaml_helper import intrinsics_multi_constructor
 
+from local.kms_keys import create_kms_key
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 DEFAULT_STACK = "serendip-local"
@@ -44,7 +46,8 @@ DEFAULT_REGION = "us-east-1"
 TABLE = "AWS::DynamoDB::Table"
 QUEUE = "AWS::SQS::Queue"
 BUCKET = "AWS::S3::Bucket"
-CREATED_TYPES = (TABLE, QUEUE, BUCKET)
+KMS_KEY = "AWS::KMS::Key"
+CREATED_TYPES = (TABLE, QUEUE, BUCKET, KMS_KEY)
 SAM_FUNCTION = "AWS::Serverless::Function"
 
 # Placeholder bucket for local CodeUri/ContentUri paths: samtranslator only accepts S3 locations
@@ -52,7 +55,7 @@ SAM_FUNCTION = "AWS::Serverless::Function"
 _ARTIFACTS = "s3://serendip-local-artifacts/"
 _LOCAL_URIS = {SAM_FUNCTION: "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}
 # Environment variables whose names say they carry a resource name or URL must reference one.
-_RESOURCE_SUFFIXES = ("_TABLE", "_BUCKET", "_QUEUE_URL", "_DLQ_URL")
+_RESOURCE_SUFFIXES = ("_TABLE", "_BUCKET", "_QUEUE_URL", "_DLQ_URL", "_KEY_ID")
 # CloudFormation table properties that boto3's create_table takes unchanged.
 _TABLE_PASSTHROUGH = (
     "AttributeDefinitions",
@@ -367,17 +370,47 @@ def _bucket_versioning(client: Any, name: str, properties: Template) -> None:
         client.put_bucket_versioning(Bucket=name, VersioningConfiguration=versioning)
 
 
+def _bucket_lifecycle(client: Any, name: str, properties: Template) -> None:
+    """CloudFormation's ``LifecycleConfiguration`` (prefix expirations) in S3's API shape."""
+    rules = properties.get("LifecycleConfiguration", {}).get("Rules", [])
+    if not rules:
+        return
+    client.put_bucket_lifecycle_configuration(
+        Bucket=name,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": rule["Id"],
+                    "Status": rule["Status"],
+                    "Filter": {"Prefix": rule.get("Prefix", "")},
+                    "Expiration": {"Days": int(rule["ExpirationInDays"])},
+                }
+                for rule in rules
+            ]
+        },
+    )
+
+
 _BUCKET_SETTINGS: tuple[Callable[[Any, str, Template], None], ...] = (
     _bucket_encryption,
+    _bucket_lifecycle,
     _bucket_public_access,
     _bucket_ownership,
     _bucket_versioning,
 )
 
+
+def create_key(client: Any, name: str, properties: Template) -> Created:
+    """Create a KMS key (or find ours by its alias): ``Ref`` is its id."""
+    key_id, arn = create_kms_key(client, name, properties)
+    return Created(ref=key_id, attributes={"Arn": arn, "KeyId": key_id})
+
+
 _CREATORS: dict[str, tuple[str, Callable[[Any, str, Template], Created]]] = {
     TABLE: ("dynamodb", create_table),
     QUEUE: ("sqs", create_queue),
     BUCKET: ("s3", create_bucket),
+    KMS_KEY: ("kms", create_key),
 }
 
 
@@ -398,7 +431,7 @@ def function_environment(template: Template) -> dict[str, Any]:
 def create_resources(
     stack_name: str = DEFAULT_STACK, template_path: Path = TEMPLATE
 ) -> dict[str, str]:
-    """Create every table, queue and bucket of the template; return the functions' environment.
+    """Create every table, queue, bucket and KMS key of the template; return the functions' env.
 
     Idempotent: existing resources are kept. The returned mapping holds every global function
     environment variable that references a resource (``DECISIONS_TABLE``, ``MODEL_BUCKET``,
@@ -471,7 +504,7 @@ def _environment_problems(template: Template, translated: Template) -> list[str]
             if kinds.get(target) not in CREATED_TYPES:
                 problems.append(
                     f"Globals env {variable} references {target}, "
-                    "which is not a table, queue or bucket of the template"
+                    "which is not a table, queue, bucket or KMS key of the template"
                 )
     return problems
 

@@ -69,11 +69,20 @@ def policy_metrics(
     since: Annotated[str | None, Query(description="unix seconds; default until - 24 h")] = None,
     until: Annotated[str | None, Query(description="unix seconds, exclusive; default now")] = None,
     segment: Annotated[str | None, Query(description="one user-maturity segment")] = None,
+    next_token: Annotated[
+        str | None, Query(description="the previous page's records.next_token")
+    ] = None,
 ) -> Response[dict[str, Any]]:
-    """CTR, conversion, coverage, diversity, serendipity, cold start, fairness (any scope)."""
+    """CTR, conversion, coverage, diversity, serendipity, cold start, fairness (any scope), of
+    one page of at most 2,000 events; ``records.next_token`` reads the next."""
     return _json(
         metrics_service.policy_metrics(
-            principal_of(app), policy, since=since, until=until, segment=segment
+            principal_of(app),
+            policy,
+            since=since,
+            until=until,
+            segment=segment,
+            next_token=next_token,
         )
     )
 

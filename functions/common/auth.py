@@ -1,10 +1,12 @@
 """API keys (stored only hashed) -> tenant and scopes, and webhook signatures (HMAC-SHA256).
 
-A key is ``sk_<random>``; the keys table holds its SHA-256 with the tenant, the scopes
-(``rank``, ``reward``, ``admin``) and the webhook secrets used to sign reward posts. Webhook
-signatures: header ``x-serendip-signature: t=<unix seconds>,v1=<hex>[,v1=<hex>...]`` where each
-hex is HMAC-SHA256 over ``"<t>.<raw body>"``; the timestamp must be within 5 minutes, and any of
-the tenant's secrets may match (rotation). Comparisons are constant-time.
+A key is ``sk_<random>``; the keys table holds its SHA-256 (the key id) with the tenant, the
+scopes (``rank``, ``reward``, ``admin``) and the webhook secrets used to sign reward posts,
+sealed with KMS (``functions.common.webhook_secrets``). Webhook signatures: header
+``x-serendip-signature: t=<unix seconds>,v1=<hex>[,v1=<hex>...]`` where each hex is HMAC-SHA256
+over ``"<t>.<raw body>"``; the timestamp must be within 5 minutes, and any of the key's active
+secrets may match (rotation). Comparisons are constant-time. The key row is read on every
+request (never cached), so revocation and retirement act on the very next request.
 """
 
 from __future__ import annotations
@@ -26,21 +28,29 @@ from functions.common.errors import (
 )
 from functions.common.ids import check_tenant
 from functions.common.tables import ApiKeyItem, bind
+from functions.common.webhook_secrets import (
+    StoredSecret,
+    new_secret,
+    new_secret_id,
+    open_secrets,
+    sealed_lists,
+    stored_secrets,
+)
 
 SCOPES = frozenset({"rank", "reward", "admin"})
 SIGNATURE_TOLERANCE_SECONDS = 300
 KEY_PREFIX = "sk_"
-SECRET_PREFIX = "whsec_"
 MAX_TIMESTAMP_DIGITS = 12  # unix seconds until the year 33658; longer is malformed, not an int
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the tenant, the key's scopes and the tenant's webhook secrets."""
+    """Who is calling: the tenant, the key's id and scopes, and its (sealed) webhook secrets."""
 
     tenant: str
     scopes: frozenset[str]
-    webhook_secrets: tuple[str, ...]
+    key_id: str
+    webhook_secrets: tuple[StoredSecret, ...]
 
     def require(self, scope: str) -> None:
         """Raise ``ForbiddenError`` unless the key carries ``scope``."""
@@ -56,6 +66,8 @@ class NewKey:
     webhook_secret: str
     tenant: str
     scopes: tuple[str, ...]
+    key_id: str
+    secret_id: str
 
 
 def hash_key(api_key: str) -> str:
@@ -74,6 +86,7 @@ def create_key(
     """Store a new key for ``tenant``; returns the key and its webhook secret (shown once).
 
     ``tenant`` must be a valid tenant id (``functions.common.ids``): ``ValueError`` otherwise.
+    The secret is stored sealed with KMS (``UnavailableError`` if KMS cannot seal it).
     """
     check_tenant(tenant)
     unknown = set(scopes) - SCOPES
@@ -81,16 +94,20 @@ def create_key(
         raise ValueError(f"scopes must be a non-empty subset of {sorted(SCOPES)}")
     bind()
     api_key = api_key or KEY_PREFIX + secrets.token_urlsafe(32)
-    webhook_secret = webhook_secret or SECRET_PREFIX + secrets.token_urlsafe(32)
+    webhook_secret = webhook_secret or new_secret()
+    key_id, now = hash_key(api_key), int(time.time())
+    first = StoredSecret(new_secret_id(), now, plaintext=webhook_secret)
+    info, sealed = sealed_lists(tenant, key_id, [first])
     ApiKeyItem(
-        hash_key(api_key),
+        key_id,
         tenant=tenant,
         scopes=set(scopes),
-        webhook_secrets=[webhook_secret],
+        secret_info=info,
+        sealed_secrets=sealed,
         name=name,
-        created_at=int(time.time()),
+        created_at=now,
     ).save()
-    return NewKey(api_key, webhook_secret, tenant, tuple(sorted(scopes)))
+    return NewKey(api_key, webhook_secret, tenant, tuple(sorted(scopes)), key_id, first.secret_id)
 
 
 def _update_existing_key(api_key_hash: str, actions: list[Action]) -> None:
@@ -113,17 +130,6 @@ def revoke_key(api_key_hash: str) -> None:
     _update_existing_key(api_key_hash, [ApiKeyItem.revoked.set(True)])
 
 
-def add_webhook_secret(api_key_hash: str, webhook_secret: str | None = None) -> str:
-    """Append a webhook secret to a key (secret rotation); returns it (shown once).
-
-    Signatures made with any of the key's secrets verify until the old one is retired.
-    """
-    webhook_secret = webhook_secret or SECRET_PREFIX + secrets.token_urlsafe(32)
-    secrets_ = ApiKeyItem.webhook_secrets
-    _update_existing_key(api_key_hash, [secrets_.set(secrets_.append([webhook_secret]))])
-    return webhook_secret
-
-
 def authenticate(api_key: str | None) -> Principal:
     """Resolve an ``x-api-key`` value to its principal, or raise ``UnauthorizedError``."""
     if not api_key:
@@ -137,7 +143,7 @@ def authenticate(api_key: str | None) -> Principal:
         raise StorageError(f"key store unavailable: {exc.msg}") from exc
     if item.revoked:
         raise UnauthorizedError("this API key was revoked")
-    return Principal(item.tenant, frozenset(item.scopes), tuple(item.webhook_secrets))
+    return Principal(item.tenant, frozenset(item.scopes), item.pk, stored_secrets(item))
 
 
 def sign(body: bytes, secret: str, timestamp: int) -> str:
@@ -150,15 +156,10 @@ def sign(body: bytes, secret: str, timestamp: int) -> str:
     return f"t={timestamp},v1={digest.hexdigest()}"
 
 
-def verify_signature(
-    header: str | None,
-    body: bytes,
-    secrets_: tuple[str, ...],
-    *,
-    now: float | None = None,
-    tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
-) -> None:
-    """Raise ``UnauthorizedError`` unless one ``v1`` matches one secret within the tolerance."""
+def _signed_and_candidates(
+    header: str | None, body: bytes, now: float | None, tolerance: int
+) -> tuple[bytes, list[str]]:
+    """What was signed and the ``v1`` values, or ``UnauthorizedError`` (malformed, too old)."""
     if not header:
         raise UnauthorizedError("missing x-serendip-signature header")
     timestamp: int | None = None
@@ -178,7 +179,10 @@ def verify_signature(
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance:
         raise UnauthorizedError("signature timestamp outside the 5-minute tolerance")
-    signed = f"{timestamp}.".encode() + body
+    return f"{timestamp}.".encode() + body, candidates
+
+
+def _check_match(signed: bytes, candidates: list[str], secrets_: tuple[str, ...]) -> None:
     matched = False
     for secret in secrets_:
         expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
@@ -187,3 +191,29 @@ def verify_signature(
             matched |= hmac.compare_digest(expected, candidate)
     if not matched:
         raise UnauthorizedError("signature does not match")
+
+
+def verify_signature(
+    header: str | None,
+    body: bytes,
+    secrets_: tuple[str, ...],
+    *,
+    now: float | None = None,
+    tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
+) -> None:
+    """Raise ``UnauthorizedError`` unless one ``v1`` matches one secret within the tolerance."""
+    signed, candidates = _signed_and_candidates(header, body, now, tolerance)
+    _check_match(signed, candidates, secrets_)
+
+
+def verify_webhook(
+    principal: Principal, header: str | None, body: bytes, *, now: float | None = None
+) -> None:
+    """``verify_signature`` with the caller's key's active secrets, opened only if needed.
+
+    A malformed or stale header is refused before any KMS call; a KMS outage is
+    ``UnavailableError`` (503), never a 401.
+    """
+    signed, candidates = _signed_and_candidates(header, body, now, SIGNATURE_TOLERANCE_SECONDS)
+    opened = open_secrets(principal.tenant, principal.key_id, principal.webhook_secrets)
+    _check_match(signed, candidates, opened)

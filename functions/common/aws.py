@@ -25,7 +25,14 @@ def sqs() -> Any:
     return boto3.client("sqs", region_name=settings().region, config=_CONFIG)
 
 
+@cache
+def kms() -> Any:
+    """The KMS client (webhook secrets, sealed at rest)."""
+    return boto3.client("kms", region_name=settings().region, config=_CONFIG)
+
+
 def reset_clients() -> None:
     """Forget the clients (tests that switch endpoints)."""
     s3.cache_clear()
     sqs.cache_clear()
+    kms.cache_clear()

@@ -9,36 +9,43 @@ from collections.abc import Sequence
 from pynamodb.exceptions import PynamoDBException
 
 from bandit.domain import Candidate
-from functions.common.errors import StorageError, ValidationFailedError
+from functions.common.batch_writes import put_all
+from functions.common.errors import PayloadTooLargeError, StorageError, ValidationFailedError
+from functions.common.item_size import MAX_ITEM_BYTES, item_size
 from functions.common.tables import CatalogItem, bind, storable_number
 
 
 def upsert(tenant: str, items: Sequence[Candidate]) -> int:
     """Create or replace items (batched writes); returns how many were written.
 
-    An id sent twice is written once, as sent last (a batch may not write one key twice).
+    Every item is measured first: one that DynamoDB could never store (over 400 KB as it counts
+    items) is refused with ``PayloadTooLargeError`` naming ``items[i]``, and then none is
+    written. An id sent twice is written once, as sent last (a batch may not write one key
+    twice).
     """
     bind()
     now = time.time()
-    latest = {item.id: item for item in items}
-    try:
-        with CatalogItem.batch_write() as batch:
-            for item in latest.values():
-                created = item.created_at
-                batch.save(
-                    CatalogItem(
-                        tenant,
-                        item.id,
-                        features=json.dumps(dict(item.features), sort_keys=True),
-                        category=item.category,
-                        creator=item.creator,
-                        created_at=now if created is None else storable_number(created),
-                        updated_at=now,
-                    )
-                )
-    except PynamoDBException as exc:
-        raise StorageError(f"catalog unavailable: {exc.msg}") from exc
-    return len(latest)
+    latest: dict[str, CatalogItem] = {}
+    for index, item in enumerate(items):
+        created = item.created_at
+        stored = CatalogItem(
+            tenant,
+            item.id,
+            features=json.dumps(dict(item.features), sort_keys=True),
+            category=item.category,
+            creator=item.creator,
+            created_at=now if created is None else storable_number(created),
+            updated_at=now,
+        )
+        size = item_size(stored.serialize())
+        if size > MAX_ITEM_BYTES:
+            raise PayloadTooLargeError(
+                f"item '{item.id}' takes {size} bytes as stored; an item may take at most "
+                f"{MAX_ITEM_BYTES} (send fewer or shorter features)",
+                field=f"items[{index}]",
+            )
+        latest[item.id] = stored
+    return put_all(list(latest.values()), what="catalog")
 
 
 def resolve(tenant: str, ids: Sequence[tuple[int, str]]) -> dict[str, Candidate]:

@@ -20,6 +20,7 @@ from pynamodb.exceptions import PynamoDBException
 
 from bandit.budget import BudgetKey, Spend
 from bandit.coldstart import ItemStats
+from functions.common.batch_writes import put_all
 from functions.common.errors import StorageError
 from functions.common.observability import logger, metrics
 from functions.common.settings import settings
@@ -147,7 +148,9 @@ def add_popularity(tenant: str, policy: str, outcomes: Mapping[str, tuple[int, f
     Cells are read 100 per request and written back 25 per request: the learner of a policy is
     the only writer of its popularity (the learn queue serialises a policy's work), so a read
     and a write make an exact add at a few requests per batch instead of one per item. The
-    values written are totals, so writing them again changes nothing.
+    values written are totals, so writing them again changes nothing; throttled cells are
+    resent with backoff (``batch_writes.put_all``), and if some still fail the error names
+    which cells were written.
     """
     if not outcomes:
         return
@@ -156,19 +159,16 @@ def add_popularity(tenant: str, policy: str, outcomes: Mapping[str, tuple[int, f
     totals_key = _totals_key(tenant, policy)
     try:
         current = {(c.pk, c.sk): c for c in CounterItem.batch_get([*keys, totals_key])}
-        with CounterItem.batch_write() as batch:
-            for key, (impressions, reward) in zip(keys, outcomes.values(), strict=True):
-                batch.save(_added(current.get(key), key, impressions, reward))
-            batch.save(
-                _added(
-                    current.get(totals_key),
-                    totals_key,
-                    sum(i for i, _ in outcomes.values()),
-                    sum(r for _, r in outcomes.values()),
-                )
-            )
     except PynamoDBException as exc:
         raise StorageError(f"popularity counters unavailable: {exc.msg}") from exc
+    cells = [
+        _added(current.get(key), key, impressions, reward)
+        for key, (impressions, reward) in zip(keys, outcomes.values(), strict=True)
+    ]
+    impressions = sum(i for i, _ in outcomes.values())
+    rewards = sum(r for _, r in outcomes.values())
+    cells.append(_added(current.get(totals_key), totals_key, impressions, rewards))
+    put_all(cells, what="popularity counters")
 
 
 def _added(

@@ -7,6 +7,13 @@ learned (``failed``, with a reason: an undecodable record, a deleted policy, a r
 contradicts its own constraints). Open events sit in a sparse index by the time their reward
 wait ends, sharded so the sweep has no hot key. Whether an open event has closed is the
 learner's call (``bandit.rewards.record_closed``), under the policy's reward spec.
+
+DynamoDB refuses items over 400 KB, so an item is kept within budgets that add up to less: a
+compressed record of up to ``INLINE_RECORD_BYTES`` is stored inline, a larger one (hundreds of
+candidates with long features) as an S3 object under ``decisions/`` that the item names and
+every reader resolves; an event stores at most ``MAX_STORED_REWARDS`` rewards taking at most
+``MAX_REWARD_BYTES`` (with their ids). Rewards past that are counted in ``dropped_rewards``,
+not stored, not learned (``reward_join``).
 """
 
 from __future__ import annotations
@@ -22,15 +29,25 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, UpdateError
 from pynamodb.expressions.update import Action
 
 from bandit.decision_log import DecisionRecord, LoggedReward
+from functions.common.aws import s3
 from functions.common.errors import NotFoundError, StorageError
+from functions.common.item_size import value_size
+from functions.common.settings import settings
 from functions.common.tables import DecisionItem, bind
 
 OPEN_SHARDS = 16
 RETENTION_SECONDS = 30 * 86400
+# An item's budgets (DynamoDB's limit is 409,600 bytes; keys, counters, states and a failure
+# reason take a few more KB at most).
+INLINE_RECORD_BYTES = 200_000
+MAX_STORED_REWARDS = 500
+MAX_REWARD_BYTES = 180_000
+RECORD_PREFIX = "decisions/"
 
 
 class RewardOutcome(StrEnum):
@@ -42,6 +59,7 @@ class RewardOutcome(StrEnum):
     ORPHAN = "orphan"
     UNKNOWN_TYPE = "unknown_type"
     SET_ASIDE = "set_aside"  # its event cannot be learned (see ``fail``)
+    DROPPED = "dropped"  # its event holds all the rewards it can: counted, not stored
 
 
 class EventStatus(StrEnum):
@@ -98,14 +116,23 @@ def _shard() -> str:
     return f"open#{random.randrange(OPEN_SHARDS)}"
 
 
+def record_object_key(tenant: str, record: DecisionRecord) -> str:
+    """The S3 key of a record too large to inline (ids in keys have a strict syntax)."""
+    return f"{RECORD_PREFIX}{tenant}/{record.policy}/{record.event_id}.json.z"
+
+
 def put(tenant: str, record: DecisionRecord, *, wait_seconds: int) -> None:
-    """Store a new open decision, due for the sweep after ``wait_seconds``."""
+    """Store a new open decision, due for the sweep after ``wait_seconds``.
+
+    A compressed record over ``INLINE_RECORD_BYTES`` goes to the bucket first; the item names
+    it (an object whose item was never written is harmless, and expires with the prefix).
+    """
     bind()
+    compressed = zlib.compress(record.model_dump_json().encode(), 3)
     item = DecisionItem(
         event_key(tenant, record.event_id),
         policy_key=policy_key(tenant, record.policy),
         ts=record.timestamp,
-        record=zlib.compress(record.model_dump_json().encode(), 3),
         slots=len(record.slate),
         deferred=record.deferred,
         activated=record.activated,
@@ -115,15 +142,48 @@ def put(tenant: str, record: DecisionRecord, *, wait_seconds: int) -> None:
     # Deferred events are due too: the sweep expires them if nobody activated them in time.
     item.open_shard = _shard()
     item.closes_at = record.timestamp + wait_seconds
+    if len(compressed) <= INLINE_RECORD_BYTES:
+        item.record = compressed
+    else:
+        key = record_object_key(tenant, record)
+        try:
+            s3().put_object(Bucket=settings().model_bucket, Key=key, Body=compressed)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"decision bucket unavailable: {exc}") from exc
+        item.record_key = key
     try:
         item.save(condition=DecisionItem.pk.does_not_exist())
     except PynamoDBException as exc:
         raise StorageError(f"decision store unavailable: {exc.msg}") from exc
 
 
-def _decode(item: DecisionItem) -> DecisionRecord:
+def _record_bytes(item: DecisionItem) -> bytes:
+    """The compressed record, inline or from its object (an outage raises ``StorageError``)."""
+    if item.record is not None:
+        return bytes(item.record)
+    if not item.record_key:
+        raise UndecodableRecordError(item.pk, "the event holds no record")
     try:
-        record = DecisionRecord.model_validate_json(zlib.decompress(bytes(item.record)))
+        response = s3().get_object(Bucket=settings().model_bucket, Key=item.record_key)
+        return bytes(response["Body"].read())
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            raise UndecodableRecordError(item.pk, "its record object is gone") from exc
+        raise StorageError(f"decision bucket unavailable: {exc}") from exc
+    except BotoCoreError as exc:
+        raise StorageError(f"decision bucket unavailable: {exc}") from exc
+
+
+def reward_bytes(item: DecisionItem) -> int:
+    """What an event's stored rewards and their ids take of the item (``MAX_REWARD_BYTES``)."""
+    rewards = value_size({"L": DecisionItem.rewards.serialize(item.rewards or [])})
+    return rewards + sum(len(rid.encode()) for rid in item.reward_ids or ())
+
+
+def _decode(item: DecisionItem) -> DecisionRecord:
+    compressed = _record_bytes(item)
+    try:
+        record = DecisionRecord.model_validate_json(zlib.decompress(compressed))
         rewards = [LoggedReward.model_validate(dict(reward)) for reward in item.rewards or []]
     except (zlib.error, ValueError, TypeError) as exc:
         raise UndecodableRecordError(item.pk, f"undecodable record: {exc}"[:500]) from exc
@@ -150,6 +210,7 @@ class StoredDecision:
     closed_at: float | None = None
     rev: int = 0  # bumped by every reward write: the learner's optimistic check
     reward_ids: frozenset[str] = frozenset()
+    reward_bytes: int = 0  # of the item's ``MAX_REWARD_BYTES``
 
     @property
     def open(self) -> bool:
@@ -166,6 +227,7 @@ def _stored(item: DecisionItem) -> StoredDecision:
         None if item.closed_at is None else float(item.closed_at),
         int(item.rev or 0),
         frozenset(item.reward_ids or ()),
+        reward_bytes(item),
     )
 
 
@@ -203,6 +265,7 @@ def status(tenant: str, event_id: str) -> dict[str, Any]:
         "learned_version": None if item.learned_version is None else int(item.learned_version),
         "rewards": len(item.rewards or ()),
         "late_rewards": int(item.late_rewards or 0),
+        "dropped_rewards": int(item.dropped_rewards or 0),
     }
 
 
@@ -261,11 +324,10 @@ def activate(tenant: str, event_id: str, wait_seconds: int, now: float | None = 
     """Mark a deferred event as shown; its reward wait starts now. False if already active."""
     bind()
     moment = time.time() if now is None else now
-    stored = get(tenant, event_id)
-    if stored.record.activated:
+    if status(tenant, event_id)["activated"]:  # the item's own flag: no record to read
         return False
     try:
-        DecisionItem(stored.key).update(
+        DecisionItem(event_key(tenant, event_id)).update(
             actions=[
                 DecisionItem.activated.set(True),
                 DecisionItem.activated_at.set(moment),

@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bandit.cost import MAX_SLOT_WORK
 from bandit.decision_log import DecisionRecord
-from bandit.learning import SlotExample, learn_examples, slot_examples
+from bandit.learning import SlotExample, examples_work, learn_examples, slot_examples
 from bandit.rewards import record_closed, record_outcome, window_spec
 from bandit.spec import PolicySpec
 from functions.common import (
@@ -37,14 +38,29 @@ from functions.common import (
 )
 from functions.common.decision_store import RewardOutcome
 from functions.common.errors import NotFoundError, StorageError
+from functions.common.item_size import MAX_TRANSACTION_BYTES, chunks
 from functions.common.model_cache import CachedModel, ModelCache
 from functions.common.observability import logger, metrics
 from functions.common.reward_join import EventChange, EventsChangedError, join
 from functions.common.settings import settings
 
 MAX_ATTEMPTS = 8
+# New rewards stored with one save, leaving room in the transaction's 4 MB for the model version
+# (inline up to 350 KB) and the policy item (its spec up to 400 KB).
+SAVE_REWARD_BYTES = MAX_TRANSACTION_BYTES - 1024 * 1024
 # A record's own data can make building its examples fail; nothing else is caught per event.
 DATA_PROBLEMS = (ValueError, KeyError, TypeError)
+# Learning work per model save (``bandit.cost``): about 10 s on one core of a 2-core machine at
+# the measured 0.05 s per slot of ``MAX_SLOT_WORK``, so one save always fits a Lambda's minute.
+SAVE_WORK = 200 * MAX_SLOT_WORK
+# A save is not started with less time left than this; the rest of the work is handed back
+# (its messages retried), and what was saved stays saved.
+TIME_MARGIN_SECONDS = 15.0
+
+
+class OutOfTimeError(StorageError):
+    """The invocation's time ran short: the rest of the work is handed back, nothing lost."""
+
 
 Group = tuple[str, str]  # (tenant, policy)
 
@@ -101,6 +117,12 @@ class Learner:
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self.models = ModelCache()
         self._clock = clock
+        # Seconds left in this invocation (the handler sets it from the Lambda context).
+        self.time_left: Callable[[], float] | None = None
+
+    def out_of_time(self) -> bool:
+        """Whether too little time is left to start another save."""
+        return self.time_left is not None and self.time_left() < TIME_MARGIN_SECONDS
 
     def clock(self) -> float:
         """Now, by the injected clock or the system's."""
@@ -139,7 +161,14 @@ class Learner:
     ) -> bool:
         """``learn_work``, with a failure reported in ``report.failed_groups``, not raised."""
         try:
+            if self.out_of_time():
+                raise OutOfTimeError(f"no time left to learn '{work.policy}'; retried")
             self.learn_work(work, report, now)
+        except OutOfTimeError as exc:
+            logger.info(str(exc), extra={"tenant": work.tenant, "policy": work.policy})
+            metrics.add_metric(name="LearnGroupsDeferred", unit="Count", value=1)
+            report.failed_groups.add((work.tenant, work.policy))
+            return False
         except Exception:
             # An outage (or a fault of ours) while learning this policy: its events stay open
             # and the caller retries what touched them; other policies go on.
@@ -164,6 +193,9 @@ class Learner:
             attempt = LearnReport()
             try:
                 self._learn_work_once(work, attempt, moment)
+            except OutOfTimeError:
+                report.merge(attempt, learned_only=True)  # the saves made so far stand
+                raise
             except (
                 EventsChangedError,
                 model_store.HeadMovedError,
@@ -248,8 +280,9 @@ class Learner:
         report: LearnReport,
     ) -> dict[str, str]:
         """Learn ``closed`` (time order) in saves of at most ``events_per_save`` events (the
-        ``LEARN_EVENTS_PER_SAVE`` setting); returns the events whose own data cannot be learned,
-        with the reason."""
+        ``LEARN_EVENTS_PER_SAVE`` setting), ``SAVE_WORK`` of learning and ``SAVE_REWARD_BYTES``
+        of new rewards; returns the events whose own data cannot be learned, with the reason.
+        A save is not started once time runs short (``OutOfTimeError``)."""
         problems: dict[str, str] = {}
         examples: dict[str, list[SlotExample]] = {}
         for change in closed:
@@ -257,10 +290,25 @@ class Learner:
                 examples[change.key] = slot_examples(change.record(), spec)
             except DATA_PROBLEMS as exc:
                 problems[change.key] = f"cannot be learned: {exc}"[:500]
-        keys = list(examples)
-        per_save = settings().events_per_save
-        for start in range(0, len(keys), per_save):
-            chunk = keys[start : start + per_save]
+        args = spec.vw_args()
+        by_work = chunks(
+            list(examples),
+            lambda key: examples_work(args, examples[key]),
+            max_items=settings().events_per_save,
+            max_bytes=SAVE_WORK,
+        )
+        for number, chunk in enumerate(
+            part
+            for heavy in by_work
+            for part in chunks(
+                heavy,
+                lambda key: changes[key].size,
+                max_items=len(heavy),
+                max_bytes=SAVE_REWARD_BYTES,
+            )
+        ):
+            if number and self.out_of_time():
+                raise OutOfTimeError(f"out of time learning '{work.policy}'; the rest is retried")
             self._save_chunk(work, chunk, examples, changes, report)
         return problems
 

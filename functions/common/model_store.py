@@ -200,7 +200,7 @@ def save(
                 ]
                 condition = DecisionItem.status == "open"
                 change = (event_changes or {}).get(key)
-                if change is not None and change.entries:
+                if change is not None and change.writes:
                     actions += change.actions()
                     condition &= change.condition()
                 transaction.update(DecisionItem(key), actions=actions, condition=condition)

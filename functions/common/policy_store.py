@@ -17,7 +17,13 @@ from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, Updat
 from bandit.ranker import build_model
 from bandit.spec import PolicySpec, load_spec, parse_spec
 from functions.common import model_store
-from functions.common.errors import ConflictError, NotFoundError, StorageError
+from functions.common.errors import (
+    ConflictError,
+    NotFoundError,
+    PayloadTooLargeError,
+    StorageError,
+)
+from functions.common.item_size import MAX_ITEM_BYTES, item_size
 from functions.common.tables import PolicyItem, bind
 
 PUT_ATTEMPTS = 5
@@ -90,10 +96,12 @@ def put_spec(tenant: str, spec: PolicySpec) -> PutResult:
 
     The model head stays, unless the spec ``resets_model``: then a fresh model is saved as the
     next version with the spec, atomically. A learner racing the change is retried here.
+    A spec whose item DynamoDB could never store is refused first (``check_size``).
     """
     bind()
     now = time.time()
     body = spec.model_dump_json()
+    check_size(tenant, spec.name, body)
     for _ in range(PUT_ATTEMPTS):
         try:
             current = PolicyItem.get(tenant, spec.name, consistent_read=True)
@@ -135,6 +143,39 @@ def put_spec(tenant: str, spec: PolicySpec) -> PutResult:
         except PynamoDBException as exc:
             raise StorageError(f"policy store unavailable: {exc.msg}") from exc
     raise ConflictError(f"policy '{spec.name}' is being changed concurrently; retry")
+
+
+# The counters of a policy item at their widest, so the check holds for any version numbers.
+_WIDEST_NUMBER = float(2**53 - 1)
+
+
+def check_size(tenant: str, policy: str, body: str) -> None:
+    """Refuse (``PayloadTooLargeError`` naming ``spec``) a spec whose item would be over 400 KB.
+
+    The detail names the spec's largest part. Stored with a fresh model in one transaction the
+    spec still fits the transaction's 4 MB: the model version takes at most 400 KB too.
+    """
+    widest = PolicyItem(
+        tenant,
+        policy,
+        spec=body,
+        spec_version=_WIDEST_NUMBER,
+        head_version=_WIDEST_NUMBER,
+        updated_at=time.time(),
+    )
+    size = item_size(widest.serialize())
+    if size <= MAX_ITEM_BYTES:
+        return
+    parts = {
+        key: len(json.dumps(value, ensure_ascii=False).encode())
+        for key, value in json.loads(body).items()
+    }
+    largest = max(parts, key=parts.__getitem__)
+    raise PayloadTooLargeError(
+        f"the spec takes {size} bytes as stored; a policy may take at most {MAX_ITEM_BYTES} "
+        f"(its largest part is '{largest}', {parts[largest]} bytes)",
+        field="spec",
+    )
 
 
 def seed(tenant: str, directory: Path) -> list[str]:

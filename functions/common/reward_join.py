@@ -5,6 +5,12 @@ policy's work), so it reads the events, decides here in memory, and stores every
 few transactions. Each change is conditional on the event's revision and status as read: a
 safety net should two learners of one policy ever overlap. A reward is applied at most once
 (its id is kept on the event); one posted after the event closed is kept as late.
+
+An event keeps at most ``MAX_STORED_REWARDS`` rewards in at most ``MAX_REWARD_BYTES`` (with
+their ids), so that its item stays within DynamoDB's 400 KB whatever the app posts, late rewards
+included. A reward past either cap is ``dropped``: counted on the event, not stored, never
+learned, and never a failure (a message that could only ever fail would end in the DLQ). Its id
+is not kept either, so a redelivered dropped reward is counted again.
 """
 
 from __future__ import annotations
@@ -21,11 +27,24 @@ from pynamodb.transactions import TransactWrite
 from bandit.decision_log import DecisionRecord, LoggedReward
 from bandit.rewards import counts, window_spec
 from bandit.spec import RewardSpec
-from functions.common.decision_store import RewardOutcome, StoredDecision, reward_id
+from functions.common.decision_store import (
+    MAX_REWARD_BYTES,
+    MAX_STORED_REWARDS,
+    RewardOutcome,
+    StoredDecision,
+    reward_id,
+)
 from functions.common.errors import StorageError
+from functions.common.item_size import (
+    MAX_TRANSACTION_BYTES,
+    MAX_TRANSACTION_ITEMS,
+    chunks,
+    value_size,
+)
 from functions.common.tables import DecisionItem, bind, storable_number, transaction_connection
 
-MAX_TRANSACTION_ITEMS = 100
+# Headroom under the transaction's 4 MB for keys, conditions and counters.
+TRANSACTION_REWARD_BYTES = MAX_TRANSACTION_BYTES - 512 * 1024
 
 
 class EventsChangedError(Exception):
@@ -39,6 +58,13 @@ class EventChange:
     decision: StoredDecision
     entries: list[dict[str, Any]] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
+    size: int = 0  # bytes the new entries and ids add to the item
+    dropped: int = 0  # rewards past the event's caps
+
+    @property
+    def writes(self) -> bool:
+        """Whether there is anything to store."""
+        return bool(self.entries or self.dropped)
 
     @property
     def key(self) -> str:
@@ -56,13 +82,16 @@ class EventChange:
     def actions(self) -> list[Action]:
         """The update that stores the new rewards and bumps the revision."""
         late = sum(1 for entry in self.entries if entry["late"])
-        actions: list[Action] = [
-            DecisionItem.rewards.set(DecisionItem.rewards.append(self.entries)),
-            DecisionItem.reward_ids.add(set(self.ids)),
-            DecisionItem.rev.set(self.decision.rev + 1),
-        ]
+        actions: list[Action] = [DecisionItem.rev.set(self.decision.rev + 1)]
+        if self.entries:
+            actions += [
+                DecisionItem.rewards.set(DecisionItem.rewards.append(self.entries)),
+                DecisionItem.reward_ids.add(set(self.ids)),
+            ]
         if late:
             actions.append(DecisionItem.late_rewards.add(late))
+        if self.dropped:
+            actions.append(DecisionItem.dropped_rewards.add(self.dropped))
         return actions
 
     def condition(self) -> Condition:
@@ -83,10 +112,12 @@ def join(
 
     ``spec`` is the policy's reward spec (``None``: the policy is gone, nothing is judged).
     Rewards of an open event are applied, or counted as late or of an unknown type by the one
-    lateness rule; rewards of a closed event are late.
+    lateness rule; rewards of a closed event are late; a reward past the event's caps is
+    dropped, whatever it is.
     """
     change = EventChange(decision)
     seen = set(decision.reward_ids)
+    stored = len(decision.record.rewards)
     window = None if spec is None else window_spec(decision.record, spec)
     outcomes: list[RewardOutcome] = []
     for reward in rewards:
@@ -103,10 +134,24 @@ def join(
             "final": bool(reward.get("final", False)),
             "late": not decision.open,
         }
+        size = entry_size(entry, rid)
+        if (
+            stored + len(change.entries) >= MAX_STORED_REWARDS
+            or decision.reward_bytes + change.size + size > MAX_REWARD_BYTES
+        ):
+            change.dropped += 1
+            outcomes.append(RewardOutcome.DROPPED)
+            continue
+        change.size += size
         change.entries.append(entry)
         change.ids.append(rid)
         outcomes.append(_outcome(decision, entry, window))
     return outcomes, change
+
+
+def entry_size(entry: dict[str, Any], rid: str) -> int:
+    """Bytes one stored reward adds to its event's item: its list entry and its id."""
+    return value_size({"L": DecisionItem.rewards.serialize([entry])}) - 3 + len(rid.encode())
 
 
 def _outcome(
@@ -125,14 +170,19 @@ def _outcome(
 
 
 def write(changes: Sequence[EventChange]) -> None:
-    """Store the changes, up to 100 per transaction; ``EventsChangedError`` if one moved.
+    """Store the changes, in transactions within DynamoDB's caps; ``EventsChangedError`` if one
+    moved.
 
     Transactions already committed stay: every change is idempotent to redo after a re-read.
     """
     bind()
-    pending = [change for change in changes if change.entries]
-    for start in range(0, len(pending), MAX_TRANSACTION_ITEMS):
-        chunk = pending[start : start + MAX_TRANSACTION_ITEMS]
+    pending = [change for change in changes if change.writes]
+    for chunk in chunks(
+        pending,
+        lambda change: change.size,
+        max_items=MAX_TRANSACTION_ITEMS,
+        max_bytes=TRANSACTION_REWARD_BYTES,
+    ):
         try:
             with TransactWrite(connection=transaction_connection()) as transaction:
                 for change in chunk:

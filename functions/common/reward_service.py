@@ -3,24 +3,61 @@
 Rewards are checked for shape here and queued for the learner, which joins them to their events
 (unknown events are recorded as orphans, late ones as late). If the queue refuses the message the
 caller gets 503 with ``Retry-After`` and must post again.
+
+SQS takes at most 256 KiB per message, measured on the UTF-8 bytes of the body as sent (this
+queue's messages carry no attributes). Bodies are written in UTF-8 rather than with JSON's
+escapes of non-ASCII (which take 6 bytes for a CJK character's 3), so the largest valid post
+(100 rewards, every id 256 characters of 4 UTF-8 bytes) fits one message; should one ever not,
+the post is split into several, and acknowledged only once every one was queued (a retry after
+a 503 may queue some rewards again: the learner applies each reward once).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.common import decision_store, policy_store
 from functions.common.api_models import RewardIn, RewardsBody
-from functions.common.auth import Principal, verify_signature
+from functions.common.auth import Principal, verify_webhook
 from functions.common.aws import sqs
 from functions.common.errors import BadRequestError, UnavailableError
 from functions.common.http import parse_json
 from functions.common.observability import logger
 from functions.common.settings import settings
+
+MAX_MESSAGE_BYTES = 256 * 1024
+# Characters a JSON string may hold that an SQS body may not: escaped (JSON allows it anywhere).
+_NOT_FOR_SQS = re.compile(r"[\ud800-\udfff\ufffe\uffff]")
+
+
+def encode(message: dict[str, Any]) -> str:
+    """``message`` as an SQS body: compact UTF-8 JSON, escaping only what SQS refuses.
+
+    >>> encode({"id": "猫", "n": [1, 2]})
+    '{"id":"猫","n":[1,2]}'
+    >>> encode({"id": chr(0xFFFF)}) == '{"id":"' + chr(92) + 'uffff"}'
+    True
+    """
+    text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+    return _NOT_FOR_SQS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def message_bodies(tenant: str, rewards: Sequence[dict[str, Any]], received_at: float) -> list[str]:
+    """The bodies that carry one post's ``rewards``, each at most ``MAX_MESSAGE_BYTES`` as sent."""
+    body = encode({"tenant": tenant, "rewards": list(rewards), "received_at": received_at})
+    if len(body.encode()) <= MAX_MESSAGE_BYTES or len(rewards) == 1:
+        return [body]
+    half = len(rewards) // 2
+    return [
+        *message_bodies(tenant, rewards[:half], received_at),
+        *message_bodies(tenant, rewards[half:], received_at),
+    ]
 
 
 def parse_rewards(body: bytes, now: float) -> list[dict[str, Any]]:
@@ -53,11 +90,11 @@ def accept(principal: Principal, body: bytes, signature: str | None) -> int:
     safe on its own.
     """
     principal.require("reward")
-    verify_signature(signature, body, principal.webhook_secrets)
+    verify_webhook(principal, signature, body)
     rewards = parse_rewards(body, time.time())
-    message = {"tenant": principal.tenant, "rewards": rewards, "received_at": time.time()}
     try:
-        sqs().send_message(QueueUrl=settings().reward_queue_url, MessageBody=json.dumps(message))
+        for message in message_bodies(principal.tenant, rewards, time.time()):
+            sqs().send_message(QueueUrl=settings().reward_queue_url, MessageBody=message)
     except (BotoCoreError, ClientError) as exc:
         logger.error("reward queue unavailable", extra={"error": str(exc)})
         raise UnavailableError("reward queue unavailable; retry", retry_after=5) from exc
@@ -67,8 +104,9 @@ def accept(principal: Principal, body: bytes, signature: str | None) -> int:
 def activate(principal: Principal, event_id: str) -> bool:
     """Mark a deferred event as shown (404 for unknown or another tenant's events)."""
     principal.require("reward")
-    stored = decision_store.get(principal.tenant, event_id)
-    wait = policy_store.get(principal.tenant, stored.record.policy).spec.rewards.wait_seconds
+    # The event's state, not its record (which may be an S3 object this function cannot read)
+    policy = str(decision_store.status(principal.tenant, event_id)["policy"])
+    wait = policy_store.get(principal.tenant, policy).spec.rewards.wait_seconds
     return decision_store.activate(principal.tenant, event_id, wait)
 
 

@@ -24,7 +24,6 @@ class Settings:
     users_table: str
     counters_table: str
     keys_table: str
-    idempotency_table: str
     model_bucket: str
     reward_queue_url: str
     reward_dlq_url: str
@@ -39,6 +38,9 @@ class Settings:
     events_per_save: int
     # Passes per sweep invocation, PASS_SECONDS apart (the local stack runs one per tick).
     sweep_passes: int
+    # The KMS key that seals webhook secrets, and how long a function keeps a secret it opened.
+    webhook_secrets_key_id: str = ""
+    webhook_secret_cache_seconds: float = 60.0
 
 
 def _env(name: str, default: str) -> str:
@@ -63,7 +65,6 @@ def settings() -> Settings:
         users_table=_env("USERS_TABLE", "serendip-users"),
         counters_table=_env("COUNTERS_TABLE", "serendip-counters"),
         keys_table=_env("KEYS_TABLE", "serendip-keys"),
-        idempotency_table=_env("IDEMPOTENCY_TABLE", "serendip-idempotency"),
         model_bucket=_env("MODEL_BUCKET", "serendip-models"),
         reward_queue_url=_env("REWARD_QUEUE_URL", ""),
         reward_dlq_url=_env("REWARD_DLQ_URL", ""),
@@ -74,6 +75,8 @@ def settings() -> Settings:
         inline_model_bytes=int(_env("INLINE_MODEL_BYTES", str(350 * 1024))),
         events_per_save=_events_per_save(_env("LEARN_EVENTS_PER_SAVE", "90")),
         sweep_passes=max(1, int(_env("SWEEP_PASSES", "2"))),
+        webhook_secrets_key_id=_env("WEBHOOK_SECRETS_KEY_ID", ""),
+        webhook_secret_cache_seconds=float(_env("WEBHOOK_SECRET_CACHE_SECONDS", "60")),
     )
 
 

@@ -12,6 +12,7 @@ from pynamodb.attributes import (
     BinaryAttribute,
     BooleanAttribute,
     ListAttribute,
+    MapAttribute,
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
@@ -100,7 +101,8 @@ class OpenEventsIndex(GlobalSecondaryIndex["DecisionItem"]):
 
 
 class DecisionItem(Model):
-    """One event: the zlib-compressed decision record plus its reward and learning state."""
+    """One event: the zlib-compressed decision record (inline, or in S3 when it is too large
+    to inline) plus its reward and learning state."""
 
     class Meta:
         table_name = UNBOUND
@@ -108,7 +110,8 @@ class DecisionItem(Model):
     pk = UnicodeAttribute(hash_key=True)  # tenant#event_id
     policy_key = UnicodeAttribute()  # tenant#policy
     ts = NumberAttribute()
-    record = BinaryAttribute(legacy_encoding=False)
+    record = BinaryAttribute(null=True, legacy_encoding=False)  # inline, or else:
+    record_key = UnicodeAttribute(null=True)  # the S3 object of a record too large to inline
     slots = NumberAttribute()
     status = UnicodeAttribute(default="open")  # open | learned | expired | failed
     deferred = BooleanAttribute(default=False)
@@ -117,6 +120,7 @@ class DecisionItem(Model):
     rewards = ListAttribute(default=list)  # type: ignore[var-annotated]
     reward_ids = UnicodeSetAttribute(null=True)
     late_rewards = NumberAttribute(default=0)
+    dropped_rewards = NumberAttribute(default=0)  # posted past the event's cap: counted only
     rev = NumberAttribute(default=0)  # bumped by every reward write (the learner's check)
     open_shard = UnicodeAttribute(null=True)
     closes_at = NumberAttribute(null=True)
@@ -184,26 +188,52 @@ class SweepStateItem(Model):
     full_pass_at = NumberAttribute(null=True)
 
 
+# What ``serendip keys list`` shows; never a secret, sealed or not.
+KEY_LISTING_ATTRIBUTES = ["scopes", "name", "created_at", "revoked", "secret_info"]
+
+
 class ByTenantIndex(GlobalSecondaryIndex["ApiKeyItem"]):
-    """API keys of one tenant (rotation, revocation)."""
+    """API keys of one tenant (listing, rotation, revocation): no secrets projected."""
 
     class Meta:
         index_name = "by_tenant"
-        projection = AllProjection()
+        projection = IncludeProjection(KEY_LISTING_ATTRIBUTES)
 
     tenant = UnicodeAttribute(hash_key=True)
 
 
+class SecretInfo(MapAttribute[str, object]):
+    """What may be shown of a webhook secret: its id and when it was added."""
+
+    secret_id = UnicodeAttribute(attr_name="id")
+    created_at = NumberAttribute()
+
+
+class SealedSecret(MapAttribute[str, object]):
+    """A webhook secret encrypted with KMS for its key row (``functions.common.secret_box``)."""
+
+    secret_id = UnicodeAttribute(attr_name="id")
+    ciphertext = BinaryAttribute(legacy_encoding=False)
+
+
 class ApiKeyItem(Model):
-    """An API key, stored only as its SHA-256, with its tenant, scopes and webhook secrets."""
+    """An API key, stored only as its SHA-256, with its tenant, scopes and webhook secrets.
+
+    ``secret_info`` and ``sealed_secrets`` list the same secrets in the same order (written
+    together, under the ``secrets_rev`` check); ``webhook_secrets`` is the plain-text list of
+    keys made before secrets were sealed: read, never written, dropped on the next rotation.
+    """
 
     class Meta:
         table_name = UNBOUND
 
-    pk = UnicodeAttribute(hash_key=True)  # sha256(key)
+    pk = UnicodeAttribute(hash_key=True)  # sha256(key): the key id
     tenant = UnicodeAttribute()
     scopes = UnicodeSetAttribute()
-    webhook_secrets = ListAttribute(default=list)  # type: ignore[var-annotated]
+    secret_info = ListAttribute(of=SecretInfo, default=list)
+    sealed_secrets = ListAttribute(of=SealedSecret, default=list)
+    secrets_rev = NumberAttribute(default=0)
+    webhook_secrets = ListAttribute(null=True)  # type: ignore[var-annotated]
     name = UnicodeAttribute(default="")
     created_at = NumberAttribute(default=0)
     revoked = BooleanAttribute(default=False)

@@ -6,6 +6,13 @@ from collections.abc import Mapping, Sequence
 
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError
 from pynamodb.transactions import TransactWrite
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from functions.common.errors import StorageError
 from functions.common.tables import UserItem, bind, transaction_connection
@@ -52,27 +59,44 @@ def record_interactions(tenant: str, learned: Mapping[str, tuple[int, Sequence[s
         return
     bind()
     keys = {_key(tenant, user_id): change for user_id, change in learned.items()}
-    for _attempt in range(WRITE_ATTEMPTS):
-        try:
-            current = {item.pk: item for item in UserItem.batch_get(list(keys))}
-            pending = list(keys.items())
-            for start in range(0, len(pending), MAX_TRANSACTION_ITEMS):
+
+    def write_pending() -> None:
+        current = {item.pk: item for item in UserItem.batch_get(list(keys))}
+        pending = list(keys.items())
+        for start in range(0, len(pending), MAX_TRANSACTION_ITEMS):
+            try:
                 with TransactWrite(connection=transaction_connection()) as transaction:
                     for key, (events, categories) in pending[start : start + MAX_TRANSACTION_ITEMS]:
                         transaction.save(_updated(current.get(key), key, events, categories))
-                for key, _ in pending[start : start + MAX_TRANSACTION_ITEMS]:
-                    keys.pop(key)
-            return
-        except TransactWriteError as exc:
-            if not any(
-                reason is not None and reason.code == "ConditionalCheckFailed"
-                for reason in exc.cancellation_reasons or []
-            ):
-                raise StorageError(f"user profiles unavailable: {exc.msg}") from exc
-            # Another learner wrote one of these users meanwhile: read them again.
-        except PynamoDBException as exc:
-            raise StorageError(f"user profiles unavailable: {exc.msg}") from exc
-    raise StorageError(f"user profiles changed concurrently {WRITE_ATTEMPTS} times; not updated")
+            except TransactWriteError as exc:
+                if any(
+                    reason is not None and reason.code == "ConditionalCheckFailed"
+                    for reason in exc.cancellation_reasons or []
+                ):
+                    raise _ChangedMeanwhileError from exc
+                raise
+            for key, _ in pending[start : start + MAX_TRANSACTION_ITEMS]:
+                keys.pop(key)  # written: a later attempt leaves it alone
+
+    # Another learner wrote one of these users meanwhile: back off, read them again.
+    retrying = Retrying(
+        stop=stop_after_attempt(WRITE_ATTEMPTS),
+        wait=wait_random_exponential(multiplier=0.02, max=0.5),
+        retry=retry_if_exception_type(_ChangedMeanwhileError),
+    )
+    try:
+        retrying(write_pending)
+    except RetryError as exc:
+        raise StorageError(
+            f"user profiles changed concurrently {WRITE_ATTEMPTS} times; "
+            f"{len(keys)} of {len(learned)} not updated"
+        ) from exc
+    except PynamoDBException as exc:
+        raise StorageError(f"user profiles unavailable: {exc.msg}") from exc
+
+
+class _ChangedMeanwhileError(Exception):
+    """A profile changed between our read and our conditional write."""
 
 
 def _updated(item: UserItem | None, key: str, events: int, categories: Sequence[str]) -> UserItem:

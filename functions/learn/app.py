@@ -74,9 +74,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         group.close += message.close
         group.messages.append(message_id)
     report = LearnReport()
-    for key, group in groups.items():
-        if group_ids[key] in broken_groups or not learner().learn_isolated(group.work(), report):
-            failed += group.messages
+    # No save starts too near the timeout: what is left is handed back, what was saved stays.
+    learner().time_left = lambda: context.get_remaining_time_in_millis() / 1000.0
+    try:
+        for key, group in groups.items():
+            if group_ids[key] in broken_groups or not learner().learn_isolated(
+                group.work(), report
+            ):
+                failed += group.messages
+    finally:
+        learner().time_left = None
     logger.info(
         "batch learned",
         extra={

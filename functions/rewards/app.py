@@ -7,7 +7,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from functions.common import reward_service
 from functions.common.api import api_handler, api_resolver, principal_of
-from functions.common.auth import Principal, verify_signature
+from functions.common.auth import Principal, verify_webhook
 from functions.common.http import header, install_error_handlers, raw_body
 from functions.common.observability import tracer
 
@@ -57,9 +57,7 @@ def _verify_webhook(event: dict[str, Any], principal: Principal) -> None:
     """Check the signature over the raw body before anything parses it."""
     if event.get("path") == "/v1/rewards":
         principal.require("reward")
-        verify_signature(
-            header(event, SIGNATURE_HEADER), raw_body(event), principal.webhook_secrets
-        )
+        verify_webhook(principal, header(event, SIGNATURE_HEADER), raw_body(event))
 
 
 # Routes are copied when included, so include them after they are all defined.

@@ -77,7 +77,7 @@ def child_env(**extra: str) -> dict[str, str]:
         name: value
         for name, value in os.environ.items()
         if not name.startswith(_STACK_VARIABLES)
-        and not name.endswith(("_TABLE", "_BUCKET", "_URL"))
+        and not name.endswith(("_TABLE", "_BUCKET", "_URL", "_KEY_ID"))
     }
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
 

@@ -250,13 +250,43 @@ def test_keys_create_finds_the_running_stack_by_its_state_file(
     assert status == 403, payload  # no admin scope
 
 
+def test_webhook_secret_rotation_over_the_running_stack(stack: LocalStack, state_dir: Path) -> None:
+    # Given a key made by the CLI (its secret sealed by the stack's KMS key on moto's server)
+    env = child_env(SERENDIP_STATE_DIR=str(state_dir))
+    done = cli("keys", "create", "--tenant", "demo", "--scopes", "rank,reward", env=env)
+    assert done.returncode == 0, done.stderr
+    created = json.loads(done.stdout)
+    # When a second secret is added and the first retired
+    done = cli("keys", "rotate-secret", "--key-id", created["key_id"], env=env)
+    assert done.returncode == 0, done.stderr
+    rotated = json.loads(done.stdout)
+    retire = ("--key-id", created["key_id"], "--secret-id", created["secret_id"])
+    assert cli("keys", "retire-secret", *retire, env=env).returncode == 0
+    # Then rewards signed with the new secret are accepted over HTTP, the old one's refused
+    answer = rank(Client(stack.url, created["api_key"]))
+    body = {"event_id": answer["event_id"], "item_id": answer["slate"][0]["id"]}
+    new = Client(stack.url, created["api_key"], rotated["webhook_secret"])
+    old = Client(stack.url, created["api_key"], created["webhook_secret"])
+    assert new.call("POST", "/v1/rewards", body, signed=True)[0] == 202
+    assert old.call("POST", "/v1/rewards", body, signed=True)[0] == 401
+    # And the listing names both ids it knows of, and no secret
+    listing = cli("keys", "list", "--tenant", "demo", env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert rotated["secret_id"] in listing.stdout
+    assert created["secret_id"] not in listing.stdout
+    assert rotated["webhook_secret"] not in listing.stdout
+
+
 def test_keys_create_with_stack_reads_cloudformation_outputs(
     stack: LocalStack, tmp_path: Path
 ) -> None:
-    # Given a deployed stack (on this moto) whose outputs name the keys table
+    # Given a deployed stack (on this moto) whose outputs name the keys table and KMS key
     template = {
         "Resources": {"Placeholder": {"Type": "AWS::SQS::Queue"}},
-        "Outputs": {"KeysTableName": {"Value": stack.resources["KEYS_TABLE"]}},
+        "Outputs": {
+            "KeysTableName": {"Value": stack.resources["KEYS_TABLE"]},
+            "WebhookSecretsKeyId": {"Value": stack.resources["WEBHOOK_SECRETS_KEY_ID"]},
+        },
     }
     boto3.client("cloudformation").create_stack(
         StackName="serendip-prod", TemplateBody=json.dumps(template)

@@ -60,10 +60,12 @@ def _reset_handler_state() -> None:
     import functions.learn.app as learn
     import functions.rank.app as rank
     from functions.admin.openapi import openapi_document
+    from functions.common import secret_box
 
     rank._service = None
     learn._learner = None
     openapi_document.cache_clear()
+    secret_box.forget()
 
 
 @pytest.fixture

@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 
 from functions.admin.app import lambda_handler as admin_handler
+from functions.common import metrics_service
 from functions.common.auth import NewKey, create_key
 from functions.common.learn_service import Learner
+from functions.rank import app as rank_app
 from functions.rank.app import lambda_handler as rank_handler
+from local.aws_calls import record_aws_calls
 from local.lambda_events import FakeLambdaContext, proxy_event, response_json
 from tests.functional.conftest import Api
 
@@ -38,7 +41,8 @@ def get_metrics(key: NewKey, policy: str = "for-you", query: str = "") -> tuple[
         headers={"x-api-key": key.api_key},
         query=query,
     )
-    response = admin_handler(event, FakeLambdaContext())
+    context: Any = FakeLambdaContext()  # the handler reads only what it fakes
+    response = admin_handler(event, context)
     return response["statusCode"], response_json(response)
 
 
@@ -54,7 +58,7 @@ def rank(api: Api, items: list[str], exclude: tuple[str, ...] = ()) -> dict[str,
         rank_handler, "POST", "/v1/policies/for-you/rank", body, resource=RANK
     )
     assert status == 200, payload
-    return payload
+    return dict(payload)
 
 
 def probability(response: dict[str, Any], item: str) -> float:
@@ -86,7 +90,14 @@ def test_metrics_of_ranked_and_rewarded_events(
     assert status == 200, body
     assert (body["policy"], body["n_events"], body["window"]["segment"]) == ("for-you", 3, None)
     assert body["window"]["until"] - body["window"]["since"] == 86_400
-    assert body["records"] == {"read": 3, "cap": 50_000, "truncated": False}
+    assert body["records"] == {
+        "read": 3,
+        "cap": 2_000,
+        "complete": True,
+        "truncated": False,
+        "through": None,
+        "next_token": None,
+    }
     found = body["metrics"]
     assert found["n_slots"] == 6
     assert found["ctr"] == pytest.approx(2 / 6)
@@ -176,3 +187,78 @@ def test_rank_reports_its_latency_in_milliseconds(
     definitions = blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]
     assert {"Name": "RankLatency", "Unit": "Milliseconds"} in definitions
     assert len(blob["RankLatency"]) == 1  # one value per rank call
+
+
+def _pages(key: NewKey, query: str) -> list[tuple[dict[str, Any], int]]:
+    """Every page of a metrics query, following ``next_token``, with the items each read."""
+    pages: list[tuple[dict[str, Any], int]] = []
+    token = ""
+    while len(pages) < 50:
+        with record_aws_calls() as calls:
+            status, body = get_metrics(key, query=query + token)
+        assert status == 200, body
+        used = calls.by_resource()
+        read = sum(use.get("Query", {}).get("items", 0) for use in used.values())
+        pages.append((body, read))
+        if body["records"]["complete"]:
+            return pages
+        token = f"&next_token={body['records']['next_token']}"
+    raise AssertionError("the pages never completed")
+
+
+def test_a_page_reads_at_most_the_cap_and_the_pages_cover_the_window_exactly(
+    aws: dict[str, str], api: Api, tenant: NewKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given nine events, five of them sharing one timestamp, and a cap of 4 records a page
+    rank_service = rank_app.service()
+    for _ in range(2):
+        rank(api, ["a", "b", "c"])
+    shared = time.time() + 0.001
+    monkeypatch.setattr(rank_service, "clock", lambda: shared)
+    for _ in range(5):
+        rank(api, ["a", "b", "c"])
+    monkeypatch.setattr(rank_service, "clock", time.time)
+    time.sleep(0.01)
+    for _ in range(2):
+        rank(api, ["a", "b", "c"])
+    query = f"since={math.floor(time.time()) - 600}&until={math.ceil(time.time()) + 600}"
+    monkeypatch.setattr(metrics_service, "MAX_RECORDS", 4)
+    # When the metrics are read page by page
+    pages = _pages(tenant, query)
+    # Then each page read at most 4 decision items and said where the next starts
+    assert [body["records"]["read"] for body, _ in pages] == [4, 4, 1]
+    assert [read for _, read in pages] == [4, 4, 1]  # decision items DynamoDB returned
+    assert [body["records"]["complete"] for body, _ in pages] == [False, False, True]
+    assert pages[0][0]["records"]["through"] == shared  # it ended inside the tie
+    assert "incomplete" in pages[0][0]["notes"][-1]
+    # And the pages add up to the whole window, read in one page under a larger cap
+    monkeypatch.setattr(metrics_service, "MAX_RECORDS", 100)
+    ((whole, _),) = _pages(tenant, query)
+    assert whole["n_events"] == 9 == sum(body["n_events"] for body, _ in pages)
+    slots = sum(body["metrics"]["n_slots"] for body, _ in pages)
+    assert slots == whole["metrics"]["n_slots"] == 9 * 2
+
+
+def test_a_page_stops_at_its_time_budget_and_the_next_goes_on(
+    aws: dict[str, str], api: Api, tenant: NewKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given three events and no time to read more than one record a page
+    for _ in range(3):
+        rank(api, ["a", "b"])
+    monkeypatch.setattr(metrics_service, "READ_SECONDS", 0.0)
+    # When the metrics are read page by page, then each page holds one event, and all are read
+    pages = _pages(tenant, "")
+    assert [body["records"]["read"] for body, _ in pages][:3] == [1, 1, 1]
+    assert sum(body["n_events"] for body, _ in pages) == 3
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["x", "!!", "W10", "WyJvdGhlciNldnQiLCIxIl0", "WyJhY21lI2V2dCIsIjE7IGRyb3AiXQ", "A" * 3000],
+)
+def test_a_token_that_is_not_ours_is_422_naming_it(
+    aws: dict[str, str], tenant: NewKey, token: str
+) -> None:
+    # [], ["other#evt", "1"] (another tenant's key), ["acme#evt", "1; drop"], too long
+    status, error = get_metrics(tenant, query=f"next_token={token}")
+    assert (status, error["error"], error["field"]) == (422, "validation_error", "next_token")

@@ -65,7 +65,6 @@ def test_returns_the_functions_environment(stack: Stack) -> None:
         "USERS_TABLE": f"{STACK}-UsersTable",
         "COUNTERS_TABLE": f"{STACK}-CountersTable",
         "KEYS_TABLE": f"{STACK}-KeysTable",
-        "IDEMPOTENCY_TABLE": f"{STACK}-IdempotencyTable",
         "MODEL_BUCKET": f"{STACK}-modelbucket",
         "REWARD_QUEUE_URL": stack.sqs.get_queue_url(QueueName=f"{STACK}-RewardQueue")["QueueUrl"],
         "REWARD_DLQ_URL": stack.sqs.get_queue_url(QueueName=f"{STACK}-RewardDLQ")["QueueUrl"],
@@ -73,7 +72,21 @@ def test_returns_the_functions_environment(stack: Stack) -> None:
             "QueueUrl"
         ],
         "LEARN_DLQ_URL": stack.sqs.get_queue_url(QueueName=f"{STACK}-LearnDLQ.fifo")["QueueUrl"],
+        "WEBHOOK_SECRETS_KEY_ID": boto3.client("kms").describe_key(
+            KeyId=f"alias/{STACK}-WebhookSecretsKey"
+        )["KeyMetadata"]["KeyId"],
     }
+
+
+def test_the_webhook_secrets_key_is_made_once_with_rotation(stack: Stack) -> None:
+    kms = boto3.client("kms")
+    key_id = stack.env["WEBHOOK_SECRETS_KEY_ID"]
+    metadata = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+    assert (metadata["KeyUsage"], metadata["KeySpec"]) == ("ENCRYPT_DECRYPT", "SYMMETRIC_DEFAULT")
+    assert kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"] is True
+    # Creating the resources again keeps the key (secrets sealed with it stay readable)
+    assert create_resources(STACK)["WEBHOOK_SECRETS_KEY_ID"] == key_id
+    assert len(kms.list_keys()["Keys"]) == 1
 
 
 def test_every_table_has_the_template_keys_indexes_and_ttl(stack: Stack) -> None:
@@ -118,8 +131,8 @@ def test_decisions_indexes_and_ttl_are_the_designed_ones(stack: Stack) -> None:
         "ProjectionType": "INCLUDE",
         "NonKeyAttributes": ["policy_key"],
     }
-    ttl = stack.dynamodb.describe_time_to_live(TableName=stack.env["IDEMPOTENCY_TABLE"])
-    assert ttl["TimeToLiveDescription"]["AttributeName"] == "expiration"
+    ttl = stack.dynamodb.describe_time_to_live(TableName=stack.env["DECISIONS_TABLE"])
+    assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
     backups = stack.dynamodb.describe_continuous_backups(TableName=stack.env["MODELS_TABLE"])
     recovery = backups["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]
     assert recovery["PointInTimeRecoveryStatus"] == "ENABLED"
@@ -162,6 +175,13 @@ def test_the_model_bucket_exists_private_and_encrypted(stack: Stack) -> None:
     assert rules["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     stack.s3.put_object(Bucket=bucket, Key="m/1", Body=b"model")
     assert stack.s3.get_object(Bucket=bucket, Key="m/1")["Body"].read() == b"model"
+    # Decision records kept by reference expire with their decisions (30 days, plus one)
+    (rule,) = stack.s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert (rule["Filter"], rule["Expiration"], rule["Status"]) == (
+        {"Prefix": "decisions/"},
+        {"Days": 31},
+        "Enabled",
+    )
 
 
 def test_a_second_call_is_a_no_op(stack: Stack) -> None:

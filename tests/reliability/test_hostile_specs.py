@@ -137,9 +137,53 @@ def test_vw_flags_outside_the_allowlist_are_refused_and_change_nothing(
     # And the policy still ranks, and a valid VW spec is still accepted
     status, ranked = send(api, "rank", rank_body([{"id": "a"}, {"id": "b"}]))
     assert_served(status, ranked, ["a", "b"], 2)
-    good = _with_vw(current["spec"], ["--cb_type", "mtr", "-q", "CI", "-q", "::"], ["--cover", "3"])
+    good = _with_vw(current["spec"], ["--cb_type", "mtr", "-q", "CI", "-q", "CC"], ["--cover", "3"])
     status, stored = send(api, "policy", good)
     assert (status, stored["spec_version"]) == (200, current["spec_version"] + 1), stored
+
+
+# VW arguments whose cost has no bound (issue 11): wildcards, too many or too long interaction
+# terms, more weights than a Lambda holds. (args, explore_args or None, field named).
+COSTLY_VW_ARGS: list[tuple[list[str], list[str] | None, str]] = [
+    (["--interactions", "::::"], None, "vw.args[1]"),  # the slot that took 13 s to learn
+    (["--cb_type", "mtr", "-q", "::"], None, "vw.args[3]"),
+    (["--quadratic", "C:"], None, "vw.args[1]"),
+    (["--cubic", ":CI"], None, "vw.args[1]"),
+    (["--interactions", "CCCI"], None, "vw.args[1]"),
+    (["--interactions", "CCIII"], None, "vw.args[1]"),
+    ([t for n in range(9) for t in ("-q", "CI")], None, "vw.args[16]"),
+    ([t for n in range(5) for t in ("--cubic", "CCI")], ["--epsilon", "0.1",
+     *[t for n in range(4) for t in ("-q", "CI")]], "vw.explore_args[8]"),
+    (["-b", "24"], None, "vw.args[1]"),
+    (["-b", "20", "--cb_type", "mtr"], ["--bag", "32"], "vw.args[0]"),
+    (["--cb_type", "mtr"], ["--bit_precision", "22", "--cover", "8"], "vw.explore_args[0]"),
+    (["--cb_type", "mtr"], ["--rnd", "32", "-b", "20"], "vw.explore_args[2]"),
+    (["--passes", "3"], None, "vw.args[0]"),
+    (["--ngram", "I5"], None, "vw.args[0]"),
+    (["--nn", "1000"], None, "vw.args[0]"),
+    (["--lrq", "CI1000"], None, "vw.args[0]"),
+]  # fmt: skip
+
+
+def test_vw_args_whose_cost_has_no_bound_are_refused_and_change_nothing(
+    aws: dict[str, str], api: Api, current: dict[str, Any]
+) -> None:
+    # Given the stored spec and the whole state
+    before = snapshot(aws)
+    for args, explore, field in COSTLY_VW_ARGS:
+        # When a spec with an uncapped interaction, ensemble or size is put
+        status, error = send(api, "policy", _with_vw(current["spec"], args, explore))
+        # Then it is a 422 naming the argument, and nothing changed
+        assert_refused(status, error, field)
+        assert (status, error["error"]) == (422, "validation_error")
+    assert snapshot(aws) == before
+    status, after, _ = api.call(admin_handler, "GET", "/v1/policies/for-you", resource=POLICY)
+    assert (status, after) == (200, current)
+    # And the largest allowed ones are accepted
+    largest = _with_vw(current["spec"], ["-b", "18", *["--cubic", "CCI"] * 4,
+                                          *["-q", "CI"] * 4], ["--cover", "32"])  # fmt: skip
+    status, stored = send(api, "policy", largest)
+    assert status == 200, stored
 
 
 # Every numeric field of a spec, as (path of keys, field named in the error).

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from functions.common import auth
-from functions.common.auth import NewKey, hash_key, sign, verify_signature
+from functions.common import auth, webhook_secrets
+from functions.common.auth import NewKey, sign, verify_signature
 from functions.common.errors import UnauthorizedError
 from functions.rank.app import lambda_handler as rank_handler
 from functions.rewards.app import lambda_handler as rewards_handler
@@ -157,7 +157,7 @@ def test_secret_rotation_several_v1_values_one_valid(
     aws: dict[str, str], api: Api, tenant: NewKey, body: bytes, frozen_clock: int
 ) -> None:
     # Given the tenant's key carries a second webhook secret (rotation in progress)
-    new_secret = auth.add_webhook_secret(hash_key(tenant.api_key))
+    new_secret = webhook_secrets.rotate_secret(tenant.key_id).webhook_secret
     assert new_secret.startswith("whsec_") and new_secret != tenant.webhook_secret
     old_sig = sign(body, tenant.webhook_secret, T0).split("v1=")[1]
     new_sig = sign(body, new_secret, T0).split("v1=")[1]

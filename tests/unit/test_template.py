@@ -15,6 +15,8 @@ import yaml
 from packaging.requirements import Requirement
 
 from functions.common.settings import Settings
+from functions.common.tables import KEY_LISTING_ATTRIBUTES, ApiKeyItem
+from local.iam import function_policies
 from local.resources import (
     TEMPLATE,
     check,
@@ -78,75 +80,78 @@ TABLES: dict[str, TableSpec] = {
         "KEYS_TABLE",
         ("pk", "S"),
         None,
-        {"by_tenant": (("tenant", "S"), None, "ALL")},
+        {"by_tenant": (("tenant", "S"), None, "INCLUDE")},
         None,
     ),
-    "IdempotencyTable": ("IDEMPOTENCY_TABLE", ("id", "S"), None, {}, "expiration"),
 }
 
-# What each function may do to each resource (inline policies); anything else is a least-privilege
-# violation. Polling the reward queue comes with the SQS event (a managed policy, checked below).
+# Exactly what each function's role allows (inline policies): action -> resources. Anything else
+# is a least-privilege violation; ``tests/functional/test_iam.py`` proves each one is used and
+# covers every call. Polling a queue comes with the SQS event (a managed policy, checked below).
+MODELS = "ModelBucket/models/*"
+RECORDS = "ModelBucket/decisions/*"
 ACCESS: dict[str, dict[str, set[str]]] = {
     "RankFunction": {
-        "PoliciesTable": {"read"},
-        "ModelsTable": {"read"},
-        "ItemsTable": {"read"},
-        "UsersTable": {"read"},
-        "KeysTable": {"read"},
-        "CountersTable": {"read", "write"},
-        "DecisionsTable": {"write"},
-        "ModelBucket": {"read"},
+        "dynamodb:GetItem": {
+            "table/KeysTable",
+            "table/PoliciesTable",
+            "table/ModelsTable",
+            "table/UsersTable",
+        },
+        "dynamodb:BatchGetItem": {"table/ItemsTable", "table/CountersTable"},
+        "dynamodb:Query": {"table/CountersTable"},
+        "dynamodb:UpdateItem": {"table/CountersTable"},
+        "dynamodb:PutItem": {"table/DecisionsTable"},
+        "s3:GetObject": {MODELS},
+        "s3:PutObject": {RECORDS},
     },
     "RewardsFunction": {
-        "KeysTable": {"read"},
-        "DecisionsTable": {"read", "write"},
-        "PoliciesTable": {"read"},
-        "RewardQueue": {"send"},
+        "dynamodb:GetItem": {"table/KeysTable", "table/DecisionsTable", "table/PoliciesTable"},
+        "dynamodb:UpdateItem": {"table/DecisionsTable"},
+        "sqs:SendMessage": {"RewardQueue"},
+        "kms:Decrypt": {"key/WebhookSecretsKey"},
     },
     "RouteFunction": {
-        "DecisionsTable": {"read"},
-        "LearnQueue": {"send"},
+        "dynamodb:BatchGetItem": {"table/DecisionsTable"},
+        "sqs:SendMessage": {"LearnQueue"},
     },
     "LearnFunction": {
-        **{
-            table: {"read", "write", "delete"}
-            for table in ("DecisionsTable", "ModelsTable", "PoliciesTable", "CountersTable")
+        "dynamodb:BatchGetItem": {
+            "table/DecisionsTable",
+            "table/UsersTable",
+            "table/CountersTable",
         },
-        "UsersTable": {"read", "write", "delete"},
-        "ModelBucket": {"read", "write", "delete"},
+        "dynamodb:UpdateItem": {"table/DecisionsTable", "table/PoliciesTable"},
+        "dynamodb:GetItem": {"table/PoliciesTable", "table/ModelsTable"},
+        "dynamodb:Query": {"table/ModelsTable"},
+        "dynamodb:PutItem": {"table/ModelsTable", "table/UsersTable"},
+        "dynamodb:DeleteItem": {"table/ModelsTable"},
+        "dynamodb:BatchWriteItem": {"table/CountersTable"},
+        "s3:GetObject": {MODELS, RECORDS},
+        "s3:PutObject": {MODELS},
+        "s3:DeleteObject": {MODELS},
     },
     "SweepFunction": {
-        "DecisionsTable": {"read"},
-        "CountersTable": {"read", "write"},
-        "LearnQueue": {"send"},
+        "dynamodb:Query": {"table/DecisionsTable/index/open_events"},
+        "dynamodb:GetItem": {"table/CountersTable"},
+        "dynamodb:UpdateItem": {"table/CountersTable"},
+        "sqs:SendMessage": {"LearnQueue"},
     },
     "AdminFunction": {
-        "PoliciesTable": {"read", "write", "delete"},
-        "ModelsTable": {"read", "write", "delete"},
-        "ItemsTable": {"read", "write", "delete"},
-        "DecisionsTable": {"read"},
-        "CountersTable": {"read"},
-        "KeysTable": {"read"},
-        "ModelBucket": {"read", "write", "delete"},
+        "dynamodb:GetItem": {"table/KeysTable", "table/PoliciesTable", "table/ModelsTable"},
+        "dynamodb:Query": {
+            "table/PoliciesTable",
+            "table/ModelsTable",
+            "table/DecisionsTable/index/by_policy",
+        },
+        "dynamodb:PutItem": {"table/PoliciesTable", "table/ModelsTable"},
+        "dynamodb:DeleteItem": {"table/ModelsTable"},
+        "dynamodb:UpdateItem": {"table/PoliciesTable"},
+        "dynamodb:BatchWriteItem": {"table/ItemsTable"},
+        "s3:GetObject": {MODELS, RECORDS},
+        "s3:PutObject": {MODELS},
+        "s3:DeleteObject": {MODELS},
     },
-}
-
-_ACTION_KINDS = {
-    "dynamodb:GetItem": "read",
-    "dynamodb:BatchGetItem": "read",
-    "dynamodb:Query": "read",
-    "dynamodb:Scan": "read",
-    "dynamodb:PutItem": "write",
-    "dynamodb:UpdateItem": "write",
-    "dynamodb:BatchWriteItem": "write",
-    "dynamodb:DeleteItem": "delete",
-    "s3:GetObject": "read",
-    "s3:ListBucket": "read",
-    "s3:PutObject": "write",
-    "s3:DeleteObject": "delete",
-    "sqs:SendMessage": "send",
-    "sqs:SendMessage*": "send",
-    "sqs:ReceiveMessage": "receive",
 }
 
 
@@ -174,6 +179,7 @@ def test_template_translates_to_the_expected_resources(cfn: dict[str, Any]) -> N
         "LearnDLQ",
     }
     assert set(_resources(cfn, "AWS::S3::Bucket")) == {"ModelBucket"}
+    assert set(_resources(cfn, "AWS::KMS::Key")) == {"WebhookSecretsKey"}
     assert set(_resources(cfn, "AWS::ApiGateway::RestApi")) == {"ServingApi"}
     assert len(_resources(cfn, "AWS::Lambda::LayerVersion")) == 1
     assert not any(r["Type"].startswith("AWS::Serverless::") for r in cfn["Resources"].values())
@@ -331,6 +337,27 @@ def test_table_keys_indexes_and_ttl(
     assert function_environment(sam)[env] == {"Ref": logical_id}
 
 
+def test_the_key_index_projects_what_listing_needs_and_no_secret(cfn: dict[str, Any]) -> None:
+    (index,) = cfn["Resources"]["KeysTable"]["Properties"]["GlobalSecondaryIndexes"]
+    projected = index["Projection"]["NonKeyAttributes"]
+    assert projected == KEY_LISTING_ATTRIBUTES
+    assert projected == ApiKeyItem.by_tenant.Meta.projection.non_key_attributes
+    assert not {"sealed_secrets", "webhook_secrets"} & set(projected)
+
+
+def test_webhook_secrets_are_sealed_with_a_rotating_kms_key(
+    sam: dict[str, Any], cfn: dict[str, Any]
+) -> None:
+    key = cfn["Resources"]["WebhookSecretsKey"]["Properties"]
+    assert (key["KeyUsage"], key["EnableKeyRotation"]) == ("ENCRYPT_DECRYPT", True)
+    assert function_environment(sam)["WEBHOOK_SECRETS_KEY_ID"] == {"Ref": "WebhookSecretsKey"}
+    assert sam["Outputs"]["WebhookSecretsKeyId"]["Value"] == {"Ref": "WebhookSecretsKey"}
+    # Only the webhook opens secrets; no function seals them (the operator's CLI does)
+    openers = {f for f in HANDLERS if _access(cfn, f).get("kms:Decrypt")}
+    assert openers == {"RewardsFunction"}
+    assert _access(cfn, "RewardsFunction")["kms:Decrypt"] == {"key/WebhookSecretsKey"}
+
+
 def test_durable_tables_have_point_in_time_recovery(cfn: dict[str, Any]) -> None:
     for logical_id in ("DecisionsTable", "PoliciesTable", "ModelsTable"):
         spec = cfn["Resources"][logical_id]["Properties"]["PointInTimeRecoverySpecification"]
@@ -347,18 +374,16 @@ def test_model_bucket_is_private_and_encrypted(sam: dict[str, Any]) -> None:
 
 
 def _access(cfn: dict[str, Any], function: str) -> dict[str, set[str]]:
-    role = cfn["Resources"][f"{function}Role"]["Properties"]
+    """The role's inline grants as action -> resources (``table/X``, ``ModelBucket/models/*``)."""
     access: dict[str, set[str]] = defaultdict(set)
-    for policy in role.get("Policies", []):
-        for statement in policy["PolicyDocument"]["Statement"]:
-            assert statement["Effect"] == "Allow"
-            assert statement["Resource"] != "*", f"{function} has a wildcard resource"
-            actions = statement["Action"]
-            actions = [actions] if isinstance(actions, str) else actions
-            kinds = {_ACTION_KINDS[a] for a in actions if a in _ACTION_KINDS}
-            for target in set(references(statement["Resource"])):
-                access[target] |= kinds
-    return {target: kinds for target, kinds in access.items() if kinds}
+    policy = function_policies(cfn)[function]
+    assert not policy.deny
+    for grant in policy.allow:
+        if grant.policy.startswith("arn:"):  # AWS-managed, checked below
+            continue
+        assert grant.resource != "*", f"{function} has a wildcard resource"
+        access[grant.action].add(grant.resource.split(":", 5)[-1])
+    return dict(access)
 
 
 @pytest.mark.parametrize("function", sorted(HANDLERS))
@@ -378,7 +403,7 @@ def test_only_the_webhook_sends_rewards_and_only_router_and_sweep_send_work(
     cfn: dict[str, Any],
 ) -> None:
     def senders(queue: str) -> set[str]:
-        return {f for f in HANDLERS if "send" in _access(cfn, f).get(queue, set())}
+        return {f for f in HANDLERS if queue in _access(cfn, f).get("sqs:SendMessage", set())}
 
     assert senders("RewardQueue") == {"RewardsFunction"}
     assert senders("LearnQueue") == {"RouteFunction", "SweepFunction"}

@@ -435,6 +435,36 @@ def test_bad_values_are_rejected_naming_the_value(args: list[str], field: str) -
     assert caught.value.field == field
 
 
+@pytest.mark.parametrize(
+    ("args", "field", "message"),
+    [
+        (["-q", "::"], "vw.args[1]", "wildcard"),
+        (["-q", "C:"], "vw.args[1]", "wildcard"),
+        (["--cb_type", "mtr", "--interactions", "::::"], "vw.args[3]", "wildcard"),
+        (["--cubic", ":::"], "vw.args[1]", "wildcard"),
+        (["--interactions", "CCII"], "vw.args[1]", "invalid value"),  # order 4
+        ([t for n in range(9) for t in ("-q", "CI")], "vw.args[16]", "at most 8 interaction"),
+        ([*["--cubic", "CCI"] * 4, *["-q", "CI"] * 4, "--interactions", "CI"], "vw.args[16]",
+         "at most 8 interaction"),
+        (["-b", "23"], "vw.args[1]", "invalid value"),
+        (["-b", "20", "--bag", "32"], "vw.args[0]", "needs 2.25 weights"),
+        (["--bit_precision", "22", "--cover", "4"], "vw.args[0]", "needs 2.25 weights"),
+        (["--rnd", "32", "-b", "20"], "vw.args[2]", "needs 2.25 weights"),
+        (["--bag", "32", "-b", "19", "--cover", "64"], "vw.args[5]", "invalid value"),
+    ],
+)  # fmt: skip
+def test_what_makes_cost_explode_is_capped(args: list[str], field: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message) as caught:
+        validate_vw_args(args)
+    assert caught.value.field == field
+
+
+def test_the_largest_allowed_ensembles_fit_the_weight_cap() -> None:
+    assert validate_vw_args(["-b", "19", "--bag", "32"]) == ["-b", "19", "--bag", "32"]
+    assert validate_vw_args(["--cover", "32"]) == ["--cover", "32"]  # 33 policies at -b 18
+    assert validate_vw_args(["-b", "22", "--rnd", "4"]) == ["-b", "22", "--rnd", "4"]
+
+
 def test_flags_missing_their_value_say_so() -> None:
     with pytest.raises(SpecError, match="needs a value") as caught:
         validate_vw_args(["--cb_type", "mtr", "-q"])
@@ -447,6 +477,12 @@ def test_errors_use_the_given_field_name() -> None:
     assert caught.value.field == "vw.explore_args[2]"
 
 
+# As many interaction terms as the allowlist takes, up to its longest order.
+EIGHT_TERMS = ["-q", "CI", "-q", "CC", "-q", "II", "--cubic", "CCI"]
+EIGHT_TERMS += ["--interactions", "CII", "--interactions", "III", "--interactions", "CCC"]
+EIGHT_TERMS += ["--quadratic", "IC"]
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -454,7 +490,8 @@ def test_errors_use_the_given_field_name() -> None:
         ["--cb_type", "mtr", "-q", "CI", "--learning_rate", "0.5", "--power_t", "0.3"],
         ["--cb_type", "dr", "--interactions", "CIC", "-b", "22", "--l2", "1e-6"],
         ["--cb_type", "ips", "--cubic", "CII", "-l", ".5", "--noconstant", "--coin"],
-        ["--epsilon", "0.05", "--random_seed", "42", "--quadratic", "::"],
+        ["--epsilon", "0.05", "--random_seed", "42", "--quadratic", "CC"],
+        ["-b", "22", *EIGHT_TERMS],
     ],
 )
 def test_allowed_args_are_returned_unchanged_and_vw_accepts_them(args: list[str]) -> None:

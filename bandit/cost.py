@@ -1,0 +1,81 @@
+"""The work one slot costs VW, counted before VW is called, and the budget it must fit.
+
+VW's work for a cb_adf example is, for every action, its features (the shared ones, the action's
+own and the constant) plus, for every interaction term, the product of the feature counts of
+the term's namespaces (VW names a namespace by its first letter: ``C`` holds every context
+namespace, ``I`` every item one). That product is what made one slot take 13 s under
+``--interactions ::::``; the allowlist caps the terms (``bandit.vw_args``), and this module caps
+the product, times the spec's ``cost_factor``, at ``MAX_SLOT_WORK`` for each request.
+
+Self-interactions (``CC``) are counted as the full product, an upper bound of what VW generates;
+each action also costs ``ACTION_OVERHEAD``, so that many actions with few features are counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bandit.errors import FieldError
+from bandit.vw_args import cost_factor, interaction_terms
+
+# About 0.1 s of scoring on one core of a 2-core CI machine (250 M feature evaluations a second
+# for plain mtr; ``tests/reliability/test_cost_bound.py`` measures the worst allowed request).
+MAX_SLOT_WORK = 25_000_000
+# What VW spends on an action beyond its features (parsing, the example's set-up), in features;
+# measured the same under every reduction, so not multiplied by ``cost_factor``.
+ACTION_OVERHEAD = 64
+
+
+def namespace_counts(line: str) -> dict[str, int]:
+    """Features per namespace letter of one rendered VW line (``bandit.features.render``).
+
+    >>> sorted(namespace_counts("shared |Cuser a b |Cdevice x |I id=1").items())
+    [('C', 3), ('I', 1)]
+    """
+    counts: dict[str, int] = {}
+    for part in line.split("|")[1:]:
+        if part:
+            spaces = part.count(" ")
+            letter = part[0]
+            counts[letter] = counts.get(letter, 0) + (spaces - part.endswith(" "))
+    return counts
+
+
+def slot_work(args: Sequence[str], shared: str, actions: Sequence[str]) -> int:
+    """The work of scoring (or learning) one slot of ``actions`` under ``args``.
+
+    >>> slot_work(["-q", "CI"], "shared |C a b", ["|I x y z", "|I w"])
+    146
+    """
+    terms = interaction_terms(args)
+    context = namespace_counts(shared)
+    linear = sum(context.values()) + 1
+    total = 0
+    for action in actions:
+        own = namespace_counts(action)
+        work = linear + sum(own.values())
+        for term in terms:
+            product = 1
+            for letter in term:
+                product *= context.get(letter, 0) + own.get(letter, 0)
+            work += product
+        total += work
+    return total * cost_factor(args) + ACTION_OVERHEAD * len(actions)
+
+
+def check_slot_work(args: Sequence[str], shared: str, actions: Sequence[str]) -> None:
+    """Refuse a request whose slot would cost more than ``MAX_SLOT_WORK`` (names ``candidates``).
+
+    >>> check_slot_work(["-q", "CI"], "shared |C " + "c " * 5000, ["|I " + "f " * 5000] * 2)
+    Traceback (most recent call last):
+    ...
+    bandit.errors.FieldError: candidates: the policy's interactions make 50020130 features ...
+    """
+    work = slot_work(args, shared, actions)
+    if work > MAX_SLOT_WORK:
+        raise FieldError(
+            "candidates",
+            f"the policy's interactions make {work} features of work per slot for these "
+            f"candidates and context (at most {MAX_SLOT_WORK}): send fewer candidates or "
+            "features, or use fewer interaction terms",
+        )

@@ -1,0 +1,177 @@
+"""IAM that covers every call: what each function did in this session, against its role.
+
+moto does not enforce the template's roles, so this test does: every AWS call made by a
+function anywhere in the session (``tests/conftest.py`` records them all, through handlers run
+directly, through ``LocalFunction`` and through the local stack over HTTP) must be allowed by
+that function's role as ``samtranslator`` expands it from ``template.yaml``. It runs after every
+other test; it first drives each function through its routes itself, so that it means something
+when run alone. When the functional, reliability and e2e suites all ran (and passed), a grant no
+call used fails it too: the template stays least-privilege.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import types
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from functions.common import decision_store, sweep_service
+from functions.common.auth import NewKey
+from functions.common.settings import reset_settings
+from functions.learn import app as learn_app
+from local.iam import check, function_policies
+from local.lambda_events import LocalFunction, schedule_event, template_functions
+from local.resources import load_template, translated_template
+from tests.functional.conftest import Api
+from tests.iam_session import SESSION
+from tests.queues import deliver
+
+pytestmark = pytest.mark.after_all_suites
+# Grants for paths no suite drives through a function, each with the path that needs it. The
+# unused-grant check fails on any other unused grant (and on one of these once it is used, so
+# the list stays true).
+UNEXERCISED = {
+    ("AdminFunction", "dynamodb:DeleteItem", "table/ModelsTable"): "pruning after a spec change",
+    ("AdminFunction", "s3:DeleteObject", "ModelBucket/models/*"): "pruning; a failed save",
+    ("LearnFunction", "s3:DeleteObject", "ModelBucket/models/*"): "pruning; a failed save",
+}
+CANDIDATES = [{"id": f"item-{i}", "features": {"n": i}} for i in range(6)]
+
+
+def as_handler(function: LocalFunction) -> Callable[[dict[str, Any], Any], Any]:
+    """A handler-shaped call of ``function`` (it makes its own context, as Lambda does)."""
+    return lambda event, _context: function.invoke(event)
+
+
+class Routes:
+    """Calls a function's API routes with proxy events, as API Gateway does."""
+
+    def __init__(self, api: Api, function: LocalFunction) -> None:
+        self.api, self.function = api, function
+
+    def call(self, method: str, path: str, resource: str, body: Any = None) -> tuple[int, Any]:
+        status, payload, _ = self.api.call(
+            as_handler(self.function),
+            method,
+            path,
+            None if body is None else json.dumps(body),
+            resource=resource,
+            sign_body=path == "/v1/rewards",
+        )
+        return status, payload
+
+
+def drive_every_function(aws: dict[str, str], api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every route, queue and schedule of the template, once, through its function.
+
+    Models and decision records are kept in S3 here (tiny inline limits), so that the bucket's
+    grants are used too.
+    """
+    monkeypatch.setenv("INLINE_MODEL_BYTES", "100")
+    monkeypatch.setattr(decision_store, "INLINE_RECORD_BYTES", 10)
+    reset_settings()
+    functions = template_functions(load_template())
+    rank, rewards, admin = (
+        Routes(api, functions[name])
+        for name in ("RankFunction", "RewardsFunction", "AdminFunction")
+    )
+    policy = "/v1/policies/{policy}"
+    body = {"context": {"user": {"cohort": "a"}}, "user_id": "u-1", "candidates": CANDIDATES}
+    status, ranked = rank.call("POST", "/v1/policies/for-you/rank", policy + "/rank", body)
+    assert status == 200, ranked
+    event_id = ranked["event_id"]
+    shown = [
+        {"event_id": event_id, "item_id": s["id"], "type": "click", "value": 1}
+        for s in ranked["slate"]
+    ]
+    assert rewards.call("POST", "/v1/rewards", "/v1/rewards", {"rewards": shown})[0] == 202
+    status, _ = rewards.call("GET", f"/v1/events/{event_id}", "/v1/events/{event_id}")
+    assert status == 200
+    deferred = {**body, "defer_activation": True}
+    status, later = rank.call("POST", "/v1/policies/for-you/rank", policy + "/rank", deferred)
+    assert status == 200, later
+    activate = f"/v1/events/{later['event_id']}/activate"
+    assert rewards.call("POST", activate, "/v1/events/{event_id}/activate")[0] in (200, 202)
+    assert deliver(aws["REWARD_QUEUE_URL"], as_handler(functions["RouteFunction"])) == []
+    assert deliver(aws["LEARN_QUEUE_URL"], as_handler(functions["LearnFunction"])) == []
+    # The sweep, a day later (so the deferred event falls due), in one pass
+    monkeypatch.setenv("SWEEP_PASSES", "1")
+    reset_settings()
+    later_clock = types.SimpleNamespace(
+        time=lambda: time.time() + 86_400, monotonic=time.monotonic, sleep=time.sleep
+    )
+    monkeypatch.setattr(sweep_service, "time", later_clock)
+    functions["SweepFunction"].invoke(schedule_event())
+    assert deliver(aws["LEARN_QUEUE_URL"], as_handler(functions["LearnFunction"])) == []
+    # Rank again: the new head loads (from S3), with candidates sent as catalog ids too
+    items = {"items": [{"id": f"item-{n}", "features": {"n": n}} for n in range(3)]}
+    assert admin.call("PUT", "/v1/items", "/v1/items", items)[0] == 200
+    by_id = {**body, "candidates": [*CANDIDATES[3:], "item-0", "item-1", "item-2"]}
+    status, again = rank.call("POST", "/v1/policies/for-you/rank", policy + "/rank", by_id)
+    assert status == 200 and again["model_version"] >= 1, again
+    # A cold learner learns it: it loads the head from S3
+    learn_app._learner = None
+    clicks = [
+        {"event_id": again["event_id"], "item_id": slot["id"], "type": "click", "value": 1}
+        for slot in again["slate"]
+    ]
+    assert rewards.call("POST", "/v1/rewards", "/v1/rewards", {"rewards": clicks})[0] == 202
+    assert deliver(aws["REWARD_QUEUE_URL"], as_handler(functions["RouteFunction"])) == []
+    assert deliver(aws["LEARN_QUEUE_URL"], as_handler(functions["LearnFunction"])) == []
+    # Every admin route
+    for method, path, resource, sent in [
+        ("GET", "/v1/policies", "/v1/policies", None),
+        ("GET", "/v1/policies/for-you", policy, None),
+        ("GET", "/v1/policies/for-you/models", policy + "/models", None),
+        ("GET", "/v1/policies/for-you/metrics", policy + "/metrics", None),
+        ("PUT", "/v1/items", "/v1/items", {"items": [{"id": "item-0", "features": {"n": 0}}]}),
+        ("GET", "/v1/health", "/v1/health", None),
+        ("GET", "/v1/openapi.json", "/v1/openapi.json", None),
+    ]:
+        status, payload = admin.call(method, path, resource, sent)
+        assert status == 200, (path, payload)
+    status, spec = admin.call("GET", "/v1/policies/for-you", policy)
+    changed = {**spec["spec"], "vw": {**spec["spec"]["vw"], "args": ["--cb_type", "dm"]}}
+    status, put = admin.call("PUT", "/v1/policies/for-you", policy, changed)
+    assert status == 200 and put["model_reset"], put
+    status, rolled = admin.call(
+        "POST", "/v1/policies/for-you/rollback", policy + "/rollback", {"version": 1}
+    )
+    assert status in (200, 422), rolled
+
+
+def test_every_call_of_every_function_is_granted_by_its_role(
+    aws: dict[str, str],
+    tenant: NewKey,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    # Given every function driven once here, after whatever the session ran before
+    drive_every_function(aws, Api(tenant), monkeypatch)
+    usage = SESSION.usage
+    assert usage is not None, "tests/conftest.py records the session's calls"
+    # When the calls are checked against the roles samtranslator expands from template.yaml
+    policies = function_policies(translated_template())
+    report = check(policies, usage.counts)
+    cache = request.config.cache
+    if cache is not None:
+        (cache.mkdir("iam") / "calls.md").write_text(report.table() + "\n")
+    print("\n" + report.table())
+    # Then every function made calls, and each call is allowed
+    assert usage.functions() == set(policies)
+    unused = {
+        (function, grant.action, grant.resource.split(":", 5)[-1]): grant.policy
+        for function, grant in report.unused
+    }
+    shown = [f"{f}: {action} on {resource}" for f, action, resource in sorted(unused)]
+    print("grants no call used:\n" + "\n".join(shown or ["(none)"]))
+    denied = [f"{key} (first in {usage.first_seen.get(key, '?')})" for key in report.denied]
+    assert denied == [], "calls no grant allows:\n" + "\n".join(denied)
+    # And when the whole functional, reliability and e2e suites ran and passed, every grant was
+    # used but those listed as unexercised, with the path that needs them
+    if SESSION.whole_suites and request.session.testsfailed == 0:
+        assert set(unused) == set(UNEXERCISED)
