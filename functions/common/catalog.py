@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pynamodb.exceptions import PynamoDBException
 
 from bandit.domain import Candidate
-from functions.common.batch_writes import put_all
+from functions.common.batches import put_all
 from functions.common.errors import PayloadTooLargeError, StorageError, ValidationFailedError
 from functions.common.item_size import MAX_ITEM_BYTES, item_size
 from functions.common.tables import CatalogItem, bind, storable_number

@@ -20,7 +20,7 @@ from pynamodb.exceptions import PynamoDBException
 
 from bandit.budget import BudgetKey, Spend
 from bandit.coldstart import ItemStats
-from functions.common.batch_writes import put_all
+from functions.common.batches import put_all
 from functions.common.errors import StorageError
 from functions.common.observability import logger, metrics
 from functions.common.settings import settings
@@ -149,7 +149,7 @@ def add_popularity(tenant: str, policy: str, outcomes: Mapping[str, tuple[int, f
     the only writer of its popularity (the learn queue serialises a policy's work), so a read
     and a write make an exact add at a few requests per batch instead of one per item. The
     values written are totals, so writing them again changes nothing; throttled cells are
-    resent with backoff (``batch_writes.put_all``), and if some still fail the error names
+    resent with backoff (``batches.put_all``), and if some still fail the error names
     which cells were written.
     """
     if not outcomes:

@@ -7,6 +7,7 @@ local stack can point everything at moto first. All keys start with the tenant.
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from pynamodb.attributes import (
     BinaryAttribute,
@@ -23,6 +24,7 @@ from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
+from functions.common.batches import get_page
 from functions.common.settings import settings
 
 UNBOUND = "unbound"
@@ -43,7 +45,23 @@ def storable_number(value: float | None) -> float | None:
     return 0.0
 
 
-class PolicyItem(Model):
+class StoredModel(Model):
+    """A pynamodb model whose ``batch_get`` backs off on unprocessed keys (``batches``)."""
+
+    @classmethod
+    def _batch_get_page(
+        cls, keys_to_get: Any, consistent_read: Any, attributes_to_get: Any
+    ) -> tuple[list[dict[str, Any]], None]:
+        def fetch(keys: list[Any]) -> tuple[list[dict[str, Any]], list[Any] | None]:
+            page, unprocessed = super(StoredModel, cls)._batch_get_page(
+                keys, consistent_read, attributes_to_get
+            )
+            return list(page or []), unprocessed
+
+        return get_page(fetch, list(keys_to_get), table=str(cls.Meta.table_name)), None
+
+
+class PolicyItem(StoredModel):
     """A tenant's policy: its spec and the head of its model versions."""
 
     class Meta:
@@ -57,7 +75,7 @@ class PolicyItem(Model):
     updated_at = NumberAttribute(default=0)
 
 
-class ModelVersionItem(Model):
+class ModelVersionItem(StoredModel):
     """One immutable model version: an inline zlib blob or a pointer to an S3 object."""
 
     class Meta:
@@ -100,7 +118,7 @@ class OpenEventsIndex(GlobalSecondaryIndex["DecisionItem"]):
     closes_at = NumberAttribute(range_key=True)
 
 
-class DecisionItem(Model):
+class DecisionItem(StoredModel):
     """One event: the zlib-compressed decision record (inline, or in S3 when it is too large
     to inline) plus its reward and learning state."""
 
@@ -133,7 +151,7 @@ class DecisionItem(Model):
     open_events = OpenEventsIndex()
 
 
-class CatalogItem(Model):
+class CatalogItem(StoredModel):
     """An item of a tenant's catalog (candidates may be sent as ids of these)."""
 
     class Meta:
@@ -148,7 +166,7 @@ class CatalogItem(Model):
     updated_at = NumberAttribute(default=0)
 
 
-class UserItem(Model):
+class UserItem(StoredModel):
     """A user's interaction count (maturity segment) and recent categories."""
 
     class Meta:
@@ -160,7 +178,7 @@ class UserItem(Model):
     version = VersionAttribute()  # every save is conditional on the version read
 
 
-class CounterItem(Model):
+class CounterItem(StoredModel):
     """A counter cell: exploration budget spend or item popularity, sharded by key."""
 
     class Meta:
@@ -175,7 +193,7 @@ class CounterItem(Model):
     expires_at = TTLAttribute(null=True)
 
 
-class SweepStateItem(Model):
+class SweepStateItem(StoredModel):
     """Where the sweep got to: due events up to ``watermark`` were handed to their learners,
     and when it last read every due event (a full pass), on the counters table."""
 
@@ -216,7 +234,7 @@ class SealedSecret(MapAttribute[str, object]):
     ciphertext = BinaryAttribute(legacy_encoding=False)
 
 
-class ApiKeyItem(Model):
+class ApiKeyItem(StoredModel):
     """An API key, stored only as its SHA-256, with its tenant, scopes and webhook secrets.
 
     ``secret_info`` and ``sealed_secrets`` list the same secrets in the same order (written

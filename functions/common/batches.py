@@ -1,6 +1,13 @@
-"""Batch writes that back off, stop at a cap, and say exactly what was written.
+"""Batch reads and writes that back off, stop at a cap, and say exactly what was done.
 
-DynamoDB's ``BatchWriteItem`` may accept part of a request and hand the rest back as
+DynamoDB's ``BatchGetItem`` and ``BatchWriteItem`` may serve part of a request and hand the
+rest back (``UnprocessedKeys``, ``UnprocessedItems``) when a partition is throttled; pynamodb
+asks again at once, with no backoff (and for reads, without end). ``get_page`` is the read
+side, behind every model's ``batch_get`` (``tables.StoredModel``): unprocessed keys are asked
+again with the backoff below, and after the cap the read fails (``GetError``, a storage
+outage to the caller) rather than loop.
+
+For writes, ``BatchWriteItem`` may accept part of a request and hand the rest back as
 ``UnprocessedItems`` (throttling, a partition at capacity). pynamodb's ``batch_write`` resends
 them at once, with no backoff, and on giving up raises without saying which items were
 written. ``put_all`` writes 25 items per request and resends only what came back unprocessed,
@@ -13,10 +20,10 @@ requests that fail (throttled, down) are retried by botocore's standard retry mo
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from pynamodb.exceptions import PynamoDBException
+from pynamodb.exceptions import GetError, PynamoDBException
 from pynamodb.models import Model
 from tenacity import (
     RetryError,
@@ -84,6 +91,44 @@ def put_all(items: Sequence[Model], *, what: str) -> int:
     return len(written)
 
 
+def get_page(
+    fetch: Callable[[list[Any]], tuple[list[dict[str, Any]], list[Any] | None]],
+    keys: list[Any],
+    *,
+    table: str,
+) -> list[dict[str, Any]]:
+    """Every item of one ``BatchGetItem`` page: ``fetch`` (pynamodb's page read) asked again
+    for its unprocessed keys with backoff; ``GetError`` if some are still unread at the cap."""
+    found: list[dict[str, Any]] = []
+    left = keys
+
+    def attempt() -> list[Any]:
+        nonlocal left
+        items, unprocessed = fetch(left)
+        found.extend(items or [])
+        left = list(unprocessed or [])
+        return left
+
+    try:
+        _retrying()(attempt)
+    except RetryError:
+        raise GetError(
+            f"{table}: {len(left)} of {len(keys)} keys still unread after {ATTEMPTS} attempts"
+        ) from None
+    return found
+
+
+def _retrying() -> Retrying:
+    """Retry while the attempt hands something back: capped exponential backoff, jittered."""
+    return Retrying(
+        stop=stop_after_attempt(ATTEMPTS) | stop_after_delay(MAX_TOTAL_SECONDS),
+        wait=wait_random_exponential(multiplier=BACKOFF_SECONDS, max=MAX_WAIT_SECONDS),
+        retry=retry_if_result(bool),
+        sleep=_backoff,
+        reraise=True,
+    )
+
+
 def _write_chunk(connection: Any, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Write one chunk, resending what comes back unprocessed; what is left after the cap."""
     left = pending
@@ -95,15 +140,8 @@ def _write_chunk(connection: Any, pending: list[dict[str, Any]]) -> list[dict[st
         left = [request["PutRequest"]["Item"] for request in unprocessed]
         return left
 
-    retrying = Retrying(
-        stop=stop_after_attempt(ATTEMPTS) | stop_after_delay(MAX_TOTAL_SECONDS),
-        wait=wait_random_exponential(multiplier=BACKOFF_SECONDS, max=MAX_WAIT_SECONDS),
-        retry=retry_if_result(bool),
-        sleep=_backoff,
-        reraise=True,
-    )
     try:
-        return list(retrying(attempt))
+        return list(_retrying()(attempt))
     except RetryError:
         return left
 

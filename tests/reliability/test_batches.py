@@ -1,8 +1,9 @@
-"""Batch writes under throttling: backoff, a cap, and an exact account of what was written.
+"""Batch reads and writes under throttling: backoff, a cap, and an exact account of what was done.
 
-DynamoDB may accept part of a ``BatchWriteItem`` and hand the rest back as ``UnprocessedItems``.
-moto never does, so these tests do it on the wire: the throttle below sends only part of each
-request to moto and returns the rest as unprocessed, as DynamoDB would.
+DynamoDB may serve part of a ``BatchGetItem`` or ``BatchWriteItem`` and hand the rest back as
+``UnprocessedKeys`` / ``UnprocessedItems``. moto never does, so these tests do it on the wire:
+the throttles below send only part of each request to moto and return the rest as unprocessed,
+as DynamoDB would.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import pytest
 from botocore.client import BaseClient
 
 from functions.admin.app import lambda_handler as admin_handler
-from functions.common import batch_writes, counters
-from functions.common.batch_writes import PartialWriteError, put_all
+from functions.common import batches, counters
+from functions.common.batches import PartialWriteError, put_all
+from functions.common.errors import StorageError
 from functions.common.tables import CatalogItem, bind
 from tests.functional.conftest import Api
 
@@ -44,6 +46,45 @@ class Throttle:
         return response
 
 
+class ReadThrottle:
+    """Keeps back the last ``keep_back`` keys of each BatchGetItem, ``times`` times."""
+
+    def __init__(self) -> None:
+        self.keep_back = 0
+        self.times = 0
+        self.requests: list[int] = []  # keys per BatchGetItem request sent to moto
+
+    def __call__(self, original: Any, client: BaseClient, operation: str, params: Any) -> Any:
+        if operation != "BatchGetItem":
+            return original(client, operation, params)
+        (table, request), *_ = params["RequestItems"].items()
+        keys = request["Keys"]
+        held = keys[len(keys) - self.keep_back :] if self.times and self.keep_back else []
+        sent = keys[: len(keys) - len(held)]
+        self.requests.append(len(sent))
+        if held:
+            self.times -= 1
+        if sent:
+            asked = {**params, "RequestItems": {table: {**request, "Keys": sent}}}
+            response = original(client, operation, asked)
+        else:
+            response = {"Responses": {table: []}}
+        response["UnprocessedKeys"] = {table: {**request, "Keys": held}} if held else {}
+        return response
+
+
+@pytest.fixture
+def read_throttle(monkeypatch: pytest.MonkeyPatch, aws: dict[str, str]) -> Iterator[ReadThrottle]:
+    throttled = ReadThrottle()
+    original = BaseClient._make_api_call
+    monkeypatch.setattr(
+        BaseClient,
+        "_make_api_call",
+        lambda client, operation, params: throttled(original, client, operation, params),
+    )
+    yield throttled
+
+
 @pytest.fixture
 def throttle(monkeypatch: pytest.MonkeyPatch, aws: dict[str, str]) -> Iterator[Throttle]:
     throttled = Throttle()
@@ -60,7 +101,7 @@ def throttle(monkeypatch: pytest.MonkeyPatch, aws: dict[str, str]) -> Iterator[T
 def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The backoffs taken (not slept)."""
     taken: list[float] = []
-    monkeypatch.setattr(batch_writes, "sleep", taken.append)
+    monkeypatch.setattr(batches, "sleep", taken.append)
     return taken
 
 
@@ -109,8 +150,8 @@ def test_puts_still_throttled_after_the_cap_are_named_exactly(
     assert [key[1] for key in error.written] == stored == [f"item-{n:03d}" for n in range(22)]
     assert sorted(key[1] for key in error.unwritten) == [f"item-{n:03d}" for n in range(22, 60)]
     # And it gave up after the cap: 8 requests for the first chunk, 7 waits of at most 2 s
-    assert throttle.requests == [22] + [0] * (batch_writes.ATTEMPTS - 1)
-    assert len(waits) == batch_writes.ATTEMPTS - 1 and max(waits) <= batch_writes.MAX_WAIT_SECONDS
+    assert throttle.requests == [22] + [0] * (batches.ATTEMPTS - 1)
+    assert len(waits) == batches.ATTEMPTS - 1 and max(waits) <= batches.MAX_WAIT_SECONDS
 
 
 def test_a_catalog_upsert_that_cannot_be_written_whole_answers_503_saying_how_much(
@@ -137,3 +178,27 @@ def test_popularity_counts_survive_a_throttled_write_exactly(
         item: (2.0, 1.0) for item in outcomes
     }
     assert totals is not None and (totals.impressions, totals.reward) == (80.0, 40.0)
+
+
+def test_throttled_reads_are_asked_again_with_backoff_and_every_item_comes_back_once(
+    aws: dict[str, str], read_throttle: ReadThrottle, waits: list[float]
+) -> None:
+    # Given 30 catalog items, and DynamoDB that keeps back 4 keys of a read twice running
+    put_all(items(30), what="catalog")
+    read_throttle.keep_back, read_throttle.times = 4, 2
+    # When they are read in one batch
+    found = list(CatalogItem.batch_get([("acme", f"item-{n:03d}") for n in range(30)]))
+    # Then each came back once, after two backoffs
+    assert sorted(item.sk for item in found) == [f"item-{n:03d}" for n in range(30)]
+    assert read_throttle.requests == [26, 0, 4]
+    assert len(waits) == 2
+
+
+def test_reads_still_throttled_at_the_cap_fail_as_an_outage_instead_of_looping(
+    aws: dict[str, str], read_throttle: ReadThrottle, waits: list[float]
+) -> None:
+    read_throttle.keep_back, read_throttle.times = 1, 10_000
+    with pytest.raises(StorageError, match="popularity counters unavailable"):
+        counters.popularity("acme", "for-you", ["a", "b", "c"])
+    assert len(read_throttle.requests) == batches.ATTEMPTS
+    assert len(waits) == batches.ATTEMPTS - 1
