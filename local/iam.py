@@ -454,13 +454,33 @@ class IamReport:
         lines = ["| function | action | resources |", "|---|---|---|"]
         for function, actions in sorted(self.used.items()):
             for action, arns in sorted(actions.items()):
-                shown = ", ".join(_short(arn) for arn in sorted(arns))
+                shown = ", ".join(_grouped(arns))
                 lines.append(f"| {function} | `{action}` | {shown} |")
         return "\n".join(lines)
 
 
 def _short(arn: str) -> str:
     return arn.split(":", 5)[-1] if arn.startswith("arn:") else arn
+
+
+def _grouped(arns: Iterable[str]) -> list[str]:
+    """Resources as shown: S3 objects by their bucket's top-level prefix, with a count.
+
+    >>> _grouped(["arn:aws:s3:::B/models/a", "arn:aws:s3:::B/models/b", "arn:aws:sqs:r:1:Q"])
+    ['B/models/* (2 objects)', 'Q']
+    """
+    shown: Counter[str] = Counter()
+    for arn in arns:
+        short = _short(arn)
+        if arn.startswith(f"arn:{PARTITION}:s3:::") and short.count("/") >= 2:
+            bucket, prefix, _ = short.split("/", 2)
+            shown[f"{bucket}/{prefix}/*"] += 1
+        else:
+            shown[short] += 0
+    return [
+        f"{name} ({count} object{'s' if count > 1 else ''})" if count else name
+        for name, count in sorted(shown.items())
+    ]
 
 
 def check(
