@@ -78,10 +78,16 @@ class LearnReport:
     learned_keys: set[str] = field(default_factory=set)
 
     def count(self, outcome: RewardOutcome, times: int = 1) -> None:
-        """Count ``times`` rewards with ``outcome`` (and publish the metric)."""
+        """Count ``times`` rewards with ``outcome``."""
         if times:
             self.outcomes[outcome.value] += times
-            metrics.add_metric(name=_metric_name(outcome), unit="Count", value=times)
+
+    def publish(self) -> None:
+        """Add each outcome's count as one metric value (``Rewards<Outcome>``), once per batch."""
+        for outcome in RewardOutcome:
+            if self.outcomes[outcome.value]:
+                value = self.outcomes[outcome.value]
+                metrics.add_metric(name=_metric_name(outcome), unit="Count", value=value)
 
     def merge(self, other: LearnReport, *, learned_only: bool = False) -> None:
         """Add ``other``'s figures; ``learned_only``: just what was saved (a retried attempt's

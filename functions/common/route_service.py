@@ -38,7 +38,10 @@ def route(messages: Sequence[tuple[str, RewardMessage]]) -> RouteReport:
             by_tenant[message.tenant].append((message_id, reward.model_dump()))
     for tenant, rewards in by_tenant.items():
         _route_tenant(tenant, rewards, report)
+    # One value per metric and batch (not one per reward: EMF documents hold 100 values).
     metrics.add_metric(name="RewardsRouted", unit="Count", value=report.outcomes["routed"])
+    if report.outcomes["orphan"]:
+        metrics.add_metric(name="RewardsOrphan", unit="Count", value=report.outcomes["orphan"])
     return report
 
 
@@ -57,7 +60,6 @@ def _route_tenant(
         policy = policies.get(reward["event_id"])
         if policy is None:
             report.outcomes["orphan"] += 1
-            metrics.add_metric(name="RewardsOrphan", unit="Count", value=1)
             continue
         by_policy[policy].append(reward)
         senders[policy].add(message_id)

@@ -84,6 +84,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 failed += group.messages
     finally:
         learner().time_left = None
+    report.publish()
     logger.info(
         "batch learned",
         extra={

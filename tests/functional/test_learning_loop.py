@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import boto3
+import pytest
 
 from functions.common import counters, decision_store, model_store
 from functions.common.auth import NewKey
@@ -203,3 +204,32 @@ def test_sweep_passes_hand_over_each_due_event_once_until_a_full_pass(
     assert learn_all(aws) == []
     assert {decision_store.get("acme", e).status for e in [*first, third]} == {"learned"}
     assert model_store.versions("acme", "for-you")[0].events_learned == 3
+
+
+def test_reward_outcomes_are_one_metric_value_per_batch_not_one_per_reward(
+    aws: dict[str, str], api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given 30 ranked events and a click for every shown item (150 rewards), plus 3 orphans
+    events = [rank(api) for _ in range(30)]
+    clicks = [
+        {"event_id": e["event_id"], "item_id": slot["id"], "type": "click", "value": 1}
+        for e in events
+        for slot in e["slate"]
+    ]
+    clicks += [
+        {"event_id": f"nope-{n}", "item_id": "x", "type": "click", "value": 1} for n in range(3)
+    ]
+    for start in range(0, len(clicks), 100):
+        body = json.dumps({"rewards": clicks[start : start + 100]})
+        status, _, _ = api.call(rewards_handler, "POST", "/v1/rewards", body, sign_body=True)
+        assert status == 202
+    capsys.readouterr()
+    # When the router and the learner take them
+    assert deliver(aws)["failures"] == []
+    # Then each outcome is published as one value per invocation, summing to the rewards
+    documents = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line
+    ]
+    applied = [d["RewardsApplied"] for d in documents if "RewardsApplied" in d]
+    orphans = [d["RewardsOrphan"] for d in documents if "RewardsOrphan" in d]
+    assert (applied, orphans) == ([[150.0]], [[3.0]])
