@@ -29,6 +29,10 @@ from benchmarks.peers import peers, stream_decisions
 from benchmarks.performance_doc import write_performance_doc
 from benchmarks.quality import quality
 from benchmarks.report import write_report
+from benchmarks.stack_memory import QUICK_ROUNDS as QUICK_STACK_ROUNDS
+from benchmarks.stack_memory import ROUNDS as STACK_ROUNDS
+from benchmarks.stack_memory import markdown as stack_memory_markdown
+from benchmarks.stack_memory import stack_memory
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -153,6 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     with stored_models(MODEL_SIZES, repeats) as stored:
         save("cold_start", cold_start(repeats, progress=_note, stored=stored))
         save("memory", peak_memory(served, learner=learner, progress=_note, stored=stored))
+    stack_rounds = QUICK_STACK_ROUNDS if quick else STACK_ROUNDS
+    steps.begin(
+        "long-lived local stack",
+        f"long-lived local stack: {stack_rounds:,} rank + reward rounds, RSS and rank latency",
+    )
+    save(
+        "stack_memory",
+        stack_memory(stack_rounds, window=100 if quick else 1_000, progress=_note),
+    )
     steps.end()
     save("run", {"quick": quick, "total_seconds": steps.total(), "steps": steps.seconds})
     write_report(args.results, args.doc)
@@ -162,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         peers=peers_markdown,
         load=load_markdown,
         learning_loop=learning_loop_markdown,
+        stack_memory=stack_memory_markdown,
     )
     print(
         f"done in {steps.total():.0f}s; summaries in {args.doc} and {args.performance_doc}",

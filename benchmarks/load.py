@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -362,16 +363,23 @@ def _dead_lettered(tenant: str, events: Iterable[str]) -> set[str]:
     return dead
 
 
-def load_bench(quick: bool = False) -> dict[str, Any]:
+def load_bench(
+    quick: bool = False, api_workers: int = 1, seconds: float | None = None
+) -> dict[str, Any]:
     """The load run on a fresh local stack in a fresh interpreter, with its configuration.
 
     Full: 60 s, 16 clients; quick: 5 s, 4 clients; 30 candidates per rank either way.
+    ``api_workers`` > 1 serves the API from that many worker processes
+    (``LocalStack(api_workers=...)``); ``seconds`` overrides the duration.
 
     >>> load_bench(quick=True)["rewards"]["lost"]  # doctest: +SKIP
     0
     """
-    config = QUICK if quick else FULL
-    args = [str(config[name]) for name in ("seconds", "clients", "candidates")]
+    config = {**(QUICK if quick else FULL), "api_workers": api_workers}
+    if seconds is not None:
+        config["seconds"] = seconds
+    names = ("seconds", "clients", "candidates", "api_workers")
+    args = [str(config[name]) for name in names]
     result, wall = run_child("benchmarks.load", "load", args, child_environment())
     return {**result, "wall_s": wall}
 
@@ -379,6 +387,7 @@ def load_bench(quick: bool = False) -> dict[str, Any]:
 def _child_load(args: list[str]) -> dict[str, Any]:
     """Child: start a local stack, give the load tenant a key and a policy, run, stop."""
     seconds, clients, candidates = float(args[0]), int(args[1]), int(args[2])
+    api_workers = int(args[3]) if len(args) > 3 else 1
     from bandit.spec import load_spec
     from functions.common import policy_store
     from functions.common.auth import create_key
@@ -386,11 +395,13 @@ def _child_load(args: list[str]) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="serendip-state-") as state:
         os.environ["SERENDIP_STATE_DIR"] = state
-        with LocalStack(port=0, record_state=False, log_level="ERROR") as stack:
+        stack = LocalStack(port=0, record_state=False, log_level="ERROR", api_workers=api_workers)
+        with stack:
             key = create_key(TENANT, {"rank", "reward", "admin"}, name="load bench")
             spec = load_spec(POLICIES_DIR / "for-you.yaml").model_copy(update={"name": POLICY})
             policy_store.put(TENANT, spec)
-            return load_run(
+            cpu_before = cpu_split(stack)
+            result = load_run(
                 stack,
                 key.api_key,
                 key.webhook_secret,
@@ -399,6 +410,30 @@ def _child_load(args: list[str]) -> dict[str, Any]:
                 clients=clients,
                 candidates=candidates,
             )
+            cpu = {name: cpu_split(stack)[name] - cpu_before.get(name, 0.0) for name in cpu_before}
+            return {**result, "api_workers": api_workers, "cpu_s": cpu}
+
+
+def cpu_split(stack: LocalStack) -> dict[str, float]:
+    """CPU seconds used so far by moto, by the stack's process and by its API workers.
+
+    Read from ``/proc/PID/stat`` (Linux); empty where there is none. Workers replaced during
+    the run are not counted.
+    """
+    pids = {"moto": [stack.state().moto_pid], "stack": [os.getpid()]}
+    pids["api_workers"] = stack.pool.pids if stack.pool is not None else []
+    split: dict[str, float] = {}
+    try:
+        for name, group in pids.items():
+            split[name] = sum(_cpu_seconds(pid) for pid in group)
+    except OSError:
+        return {}
+    return split
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def markdown(result: dict[str, Any]) -> list[str]:

@@ -26,13 +26,14 @@ from local.dlq_cli import add_parser as add_dlq_parser
 from local.dlq_cli import dlq_command
 from local.events_cli import add_parser as add_events_parser
 from local.events_cli import events_command
+from local.function_pool import default_api_workers
 from local.keys_cli import add_parser as add_keys_parser
 from local.keys_cli import keys_command
 from local.logs_cli import add_parsers as add_log_parsers
 from local.logs_cli import evaluate_command, export
 from local.report_cli import DEFAULT_REPORT, report_command
 from local.report_cli import add_parser as add_report_parser
-from local.serve_cli import serve
+from local.serve_cli import serve, worker_count
 from local.simulate_cli import simulate
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
@@ -45,6 +46,15 @@ def _positive(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError("must be positive")
     return value
+
+
+def _stack_name(text: str) -> str:
+    from local.state import check_stack_name
+
+    try:
+        return check_stack_name(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _add_demo(commands: Any) -> None:
@@ -78,14 +88,27 @@ def _add_simulate(commands: Any) -> None:
 
 def _add_serve(commands: Any) -> None:
     serve_parser = commands.add_parser(
-        "serve", help="run the whole service locally (moto, HTTP API, learner, sweep)"
+        "serve",
+        help="run the whole service locally (moto, HTTP API, learner, sweep)",
+        description="Run the whole service on this machine. Its state (keys, policies, "
+        "catalog, models, decisions and queued rewards) is kept in a data directory and "
+        "restored at the next start: a stop (Ctrl-C, SIGTERM, even a SIGKILL of serve, which "
+        "its moto server outlives only to save) loses nothing moto answered; a SIGKILL of the "
+        "moto process itself, or a crash, loses up to the last 5 s (it saves every 5 s, less "
+        "often when its state is big). "
+        "--fresh starts empty. Each stack has a name (--stack); other commands reach it with "
+        "--stack NAME or --url URL.",
     )
     serve_parser.add_argument("--host", default="127.0.0.1", help="address of the HTTP API")
     serve_parser.add_argument(
         "--port", type=int, default=3000, help="port of the HTTP API (0: any)"
     )
-    serve_parser.add_argument("--api-key", help="the demo tenant's API key (default: random)")
-    serve_parser.add_argument("--webhook-secret", help="its webhook secret (default: random)")
+    serve_parser.add_argument(
+        "--api-key", help="the demo tenant's API key (default: the last run's, else random)"
+    )
+    serve_parser.add_argument(
+        "--webhook-secret", help="its webhook secret (default: the last run's, else random)"
+    )
     serve_parser.add_argument(
         "--sweep-interval",
         type=_positive,
@@ -94,6 +117,42 @@ def _add_serve(commands: Any) -> None:
     )
     serve_parser.add_argument(
         "--metrics", action="store_true", help="print Powertools EMF metrics (off by default)"
+    )
+    serve_parser.add_argument(
+        "--stack",
+        metavar="NAME",
+        type=_stack_name,
+        default="default",
+        help="this stack's name: its state file is ~/.serendip/stacks/NAME.json (default: "
+        "default); other commands reach it with --stack NAME",
+    )
+    serve_parser.add_argument(
+        "--data",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="directory that keeps the stack's state across restarts (default: "
+        "~/.serendip/stacks/NAME/data; $SERENDIP_STATE_DIR replaces ~/.serendip)",
+    )
+    serve_parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start from a clean slate: delete the stack's saved state first",
+    )
+    serve_parser.add_argument(
+        "--workers",
+        type=worker_count,
+        default=default_api_workers(),
+        metavar="N",
+        help="worker processes serving the API, each one request at a time, as Lambda runs "
+        "one per container (default: one per CPU, at most 4); 1 runs the handlers in this "
+        "process",
+    )
+    serve_parser.add_argument(
+        "--no-learn",
+        dest="learn",
+        action="store_false",
+        help="accept rewards but leave them queued (no learner); a later serve learns them",
     )
 
 

@@ -1,7 +1,8 @@
 """``serendip dlq list`` and ``serendip dlq redrive``: the reward dead-letter queue.
 
-Both act on the running local stack, a deployed stack (``--stack NAME``) or the ambient
-configuration (``REWARD_DLQ_URL`` and ``REWARD_QUEUE_URL``), like ``serendip keys``.
+Both act on a local stack (``--stack NAME``, ``--url URL``; the running default one unless
+told), a deployed stack (``--cfn-stack NAME``) or the ambient configuration (``REWARD_DLQ_URL``
+and ``REWARD_QUEUE_URL``), like ``serendip keys`` (``local.target``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import argparse
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from local.target import add_target_arguments
 
 COMMAND = "serendip dlq"
 
@@ -33,7 +36,7 @@ def add_parser(commands: Any) -> None:
     )
     redrive.add_argument("--limit", type=_at_least_one, default=1000, help="most messages to move")
     for parser in (listing, redrive):
-        parser.add_argument("--stack", help="a deployed CloudFormation stack to act on")
+        add_target_arguments(parser)
         parser.add_argument(
             "--queue",
             choices=("reward", "learn"),
@@ -52,9 +55,9 @@ def _at_least_one(text: str) -> int:
 def dlq_command(args: argparse.Namespace) -> int:
     """Run ``dlq list`` or ``dlq redrive``."""
     from functions.common import dlq
-    from local.keys_cli import configure_target
+    from local.target import configure_target
 
-    target = configure_target(args.stack, required="REWARD_DLQ_URL", command=COMMAND)
+    target = configure_target(args, required="REWARD_DLQ_URL", command=COMMAND)
     queue = args.queue
     if args.dlq_command == "redrive":
         report = dlq.redrive(limit=args.limit, queue=queue)

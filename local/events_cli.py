@@ -1,7 +1,8 @@
 """``serendip events show ID`` and ``serendip events failed --policy P``: what became of events.
 
-Like ``serendip export``, both read the decision store of the running local stack, a deployed
-stack (``--stack NAME``) or the ambient configuration. ``failed`` lists the events the learner
+Like ``serendip export``, both read the decision store of a local stack (``--stack NAME``,
+``--url URL``; the running default one unless told), a deployed stack (``--cfn-stack NAME``)
+or the ambient configuration (``local.target``). ``failed`` lists the events the learner
 set aside (their data could not be learned: an undecodable record, a deleted policy, a record
 that contradicts its own constraints), each with its reason.
 """
@@ -12,6 +13,8 @@ import argparse
 import json
 import sys
 from typing import Any
+
+from local.target import add_target_arguments
 
 COMMAND = "serendip events"
 
@@ -31,17 +34,16 @@ def add_parser(commands: Any) -> None:
     failed.add_argument("--since", type=float, default=0.0, help="unix seconds")
     for parser in (show, failed):
         parser.add_argument("--tenant", default="demo", help="tenant (default: demo)")
-        parser.add_argument("--stack", help="a deployed CloudFormation stack")
+        add_target_arguments(parser)
 
 
 def events_command(args: argparse.Namespace) -> int:
     """Run ``events show`` or ``events failed``; exit 1 when the event is unknown."""
     from functions.common import decision_store
     from functions.common.errors import NotFoundError
-    from local.keys_cli import configure_target
+    from local.target import configure_target
 
-    target = configure_target(args.stack, required="DECISIONS_TABLE", command=COMMAND)
-    print(f"reading {target}", file=sys.stderr)
+    configure_target(args, required="DECISIONS_TABLE", command=COMMAND)
     if args.events_command == "show":
         try:
             shown = decision_store.status(args.tenant, args.event_id)

@@ -9,11 +9,13 @@ base64 bodies) is written back.
 What API Gateway itself answers, this answers too, as JSON: no route -> 404, a known path with
 another method -> 405, a body over 6 MB (Lambda's synchronous payload limit) -> 413. A handler
 that raises gets 500 ``{"error": "internal_error"}`` and its traceback in the log; a malformed
-proxy response gets 502.
+proxy response gets 502, and so does a request whose worker process died.
 
-Requests are served on threads, but each function runs one event at a time (``LocalFunction``
-holds a lock), like one warm Lambda instance: the handlers cache Vowpal Wabbit workspaces, which
-are not thread-safe. GET ``pages`` (``/dashboard``) are the gateway's own, before any route.
+Requests are served on threads. An in-process function runs one event at a time
+(``LocalFunction`` holds a lock), like one warm Lambda instance: the handlers cache Vowpal Wabbit
+workspaces, which are not thread-safe. A ``PooledFunction`` (``local.function_pool``) runs each
+event in one of several worker processes instead, like Lambda's concurrent containers.
+GET ``pages`` (``/dashboard``) are the gateway's own, before any route.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from local.function_pool import FunctionCrashedError
 from local.lambda_events import LocalFunction, match_resource, proxy_event
 
 log = logging.getLogger("serendip.gateway")
@@ -186,6 +189,9 @@ class Gateway:
     def _invoke(route: Route, event: dict[str, Any]) -> Reply:
         try:
             response = route.function.invoke(event)
+        except FunctionCrashedError as error:
+            log.error("%s: %s", route.function.name, error)
+            return error_reply(502, "bad_gateway", "the function's worker exited; see the log")
         except Exception:
             log.exception(
                 "%s raised on %s %s", route.function.name, event["httpMethod"], event["path"]

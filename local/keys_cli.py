@@ -1,4 +1,4 @@
-"""``serendip keys``: API keys and their webhook secrets, on the running local stack or a stack.
+"""``serendip keys``: API keys and their webhook secrets, on a local stack or a deployed one.
 
 ``create`` / ``revoke`` a key; ``rotate-secret`` adds a webhook secret (shown once) beside the
 current one and ``retire-secret`` removes one; ``list`` shows a tenant's keys and secret ids,
@@ -12,103 +12,13 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from typing import Any
+
+from local.target import add_target_arguments, configure_target
 
 SCOPES = ("rank", "reward", "admin")
 COMMAND = "serendip keys"
 SEALING_KEY = "WEBHOOK_SECRETS_KEY_ID"
-
-
-def moto_answers(endpoint: str, timeout: float = 1.0) -> bool:
-    """Whether a server answers HTTP at ``endpoint`` (any status will do)."""
-    try:
-        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=timeout):
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def output_variables(template: dict[str, Any]) -> dict[str, str]:
-    """Output -> the function env var with the same value: ``KeysTableName`` -> ``KEYS_TABLE``."""
-    from local.resources import function_environment
-
-    environment = function_environment(template)
-    mapping = {}
-    for output, spec in (template.get("Outputs") or {}).items():
-        value = spec.get("Value") if isinstance(spec, dict) else None
-        for variable, reference in environment.items():
-            if value is not None and reference == value:
-                mapping[output] = variable
-    return mapping
-
-
-def stack_environment(stack_name: str) -> dict[str, str]:
-    """The functions' resource env vars of a deployed stack, from its CloudFormation outputs."""
-    import boto3
-
-    from local.resources import load_template
-
-    described = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in described[0].get("Outputs", [])}
-    return {
-        variable: outputs[output]
-        for output, variable in output_variables(load_template()).items()
-        if output in outputs
-    }
-
-
-def _set_environment(values: dict[str, str | None]) -> None:
-    for name, value in values.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-
-
-def configure_target(
-    stack_name: str | None, required: str = "KEYS_TABLE", command: str = "serendip keys"
-) -> str:
-    """Point this process at the stack to act on; returns a description of it.
-
-    ``--stack NAME`` -> that CloudFormation stack's outputs; else a running local stack (its state
-    file, if its moto server answers); else the ambient configuration (``KEYS_TABLE`` & co).
-    """
-    from functions.common.aws import reset_clients
-    from functions.common.settings import reset_settings
-    from functions.common.tables import unbind
-    from local.stack import moto_environment
-    from local.state import read_state, state_path
-
-    if stack_name:
-        _set_environment(dict(stack_environment(stack_name)))
-        target = f"CloudFormation stack {stack_name}"
-    else:
-        state = read_state()
-        if state is not None and moto_answers(state.moto_endpoint):
-            _set_environment(
-                {**moto_environment(state.moto_endpoint, state.region), **state.resources}
-            )
-            target = f"the local stack at {state.url}"
-        else:
-            if state is not None:
-                print(
-                    f"ignoring {state_path()}: nothing answers at {state.moto_endpoint}",
-                    file=sys.stderr,
-                )
-            target = "the ambient AWS configuration"
-    if not os.environ.get(required):
-        raise SystemExit(
-            f"{command}: no {required} for {target}; start `serendip serve`, "
-            f"pass --stack NAME, or set {required}"
-        )
-    reset_settings()
-    unbind()
-    reset_clients()
-    return target
 
 
 def parse_scopes(text: str) -> set[str]:
@@ -136,7 +46,6 @@ def _tenant_argument(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
-_TARGET_HELP = "a deployed CloudFormation stack to read table and key names from"
 _TENANT_HELP = "tenant the key belongs to (1-63 of a-z, 0-9, '-', '_'; no '#')"
 _KEY_ID_HELP = "the key's id: its SHA-256 as stored (shown by create and list)"
 
@@ -148,9 +57,10 @@ def add_parser(commands: Any) -> None:
     create = keys_commands.add_parser(
         "create",
         help="create an API key (on the running local stack, or on AWS)",
-        description="Create an API key. Uses the running `serendip serve` stack if there is "
-        "one, else --stack NAME (CloudFormation outputs), else KEYS_TABLE and "
-        f"{SEALING_KEY} from the environment. The webhook secret is stored sealed with KMS.",
+        description="Create an API key on the local stack --stack NAME or --url URL (default: "
+        "the running `serendip serve` stack, if any), on --cfn-stack NAME (CloudFormation "
+        f"outputs), else with KEYS_TABLE and {SEALING_KEY} from the environment. The webhook "
+        "secret is stored sealed with KMS.",
     )
     create.add_argument("--tenant", required=True, type=_tenant_argument, help=_TENANT_HELP)
     create.add_argument(
@@ -190,7 +100,7 @@ def add_parser(commands: Any) -> None:
     retire.add_argument("--key-id", required=True, help=_KEY_ID_HELP)
     retire.add_argument("--secret-id", required=True, help="the secret's id (from `keys list`)")
     for parser in (create, listing, revoke, rotate, retire):
-        parser.add_argument("--stack", help=_TARGET_HELP)
+        add_target_arguments(parser)
 
 
 def keys_command(args: argparse.Namespace) -> int:
@@ -205,13 +115,13 @@ def keys_command(args: argparse.Namespace) -> int:
     return commands[args.keys_command](args)
 
 
-def _sealing_target(stack: str | None) -> str:
+def _sealing_target(args: argparse.Namespace) -> str:
     """``configure_target`` for commands that seal secrets (they need the KMS key too)."""
-    target = configure_target(stack)
+    target = configure_target(args)
     if not os.environ.get(SEALING_KEY):
         raise SystemExit(
             f"{COMMAND}: no {SEALING_KEY} for {target} (the stack's WebhookSecretsKey); "
-            f"pass --stack NAME or set {SEALING_KEY}"
+            f"pass --cfn-stack NAME or set {SEALING_KEY}"
         )
     return target
 
@@ -238,7 +148,7 @@ def keys_create(args: argparse.Namespace) -> int:
     from functions.common.auth import create_key
     from functions.common.errors import ServiceError
 
-    target = _sealing_target(args.stack)
+    target = _sealing_target(args)
     try:
         key = create_key(args.tenant, args.scopes, name=args.name)
     except ServiceError as error:
@@ -264,7 +174,7 @@ def keys_rotate_secret(args: argparse.Namespace) -> int:
     from functions.common.errors import ServiceError
     from functions.common.webhook_secrets import rotate_secret
 
-    target = _sealing_target(args.stack)
+    target = _sealing_target(args)
     try:
         added = rotate_secret(args.key_id)
     except ServiceError as error:
@@ -292,7 +202,7 @@ def keys_retire_secret(args: argparse.Namespace) -> int:
     from functions.common.errors import ServiceError
     from functions.common.webhook_secrets import retire_secret
 
-    target = _sealing_target(args.stack)
+    target = _sealing_target(args)
     try:
         active = retire_secret(args.key_id, args.secret_id)
     except ServiceError as error:
@@ -316,7 +226,7 @@ def keys_list(args: argparse.Namespace) -> int:
     from functions.common.errors import ServiceError
     from functions.common.webhook_secrets import list_keys
 
-    target = configure_target(args.stack)
+    target = configure_target(args)
     try:
         keys = list_keys(args.tenant)
     except ServiceError as error:
@@ -346,7 +256,7 @@ def keys_revoke(args: argparse.Namespace) -> int:
     from functions.common.errors import NotFoundError
 
     key_hash = args.key_hash or hash_key(args.api_key)
-    target = configure_target(args.stack)
+    target = configure_target(args)
     try:
         revoke_key(key_hash)
     except NotFoundError:

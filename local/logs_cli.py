@@ -1,6 +1,7 @@
 """``serendip export`` (decision log out of DynamoDB) and ``serendip evaluate`` (offline).
 
 - ``serendip export --policy P [--tenant T] [--since T] [--stack NAME] > decisions.jsonl``
+  (or ``--url URL`` / ``--cfn-stack NAME``: see ``local.target``)
 - ``serendip evaluate --logs decisions.jsonl --policy A.yaml --policy B.yaml``
 """
 
@@ -17,14 +18,15 @@ from bandit.decision_log import read_jsonl, write_jsonl
 from bandit.ope import Estimate
 from bandit.replay import Evaluation, evaluate
 from bandit.spec import PolicySpec, load_spec
+from local.target import add_target_arguments
 
 
 def export(args: argparse.Namespace) -> int:
     """Write the policy's decision records as JSONL to stdout."""
     from functions.common import decision_store
-    from local.keys_cli import configure_target
+    from local.target import configure_target
 
-    target = configure_target(args.stack, required="DECISIONS_TABLE", command="serendip export")
+    target = configure_target(args, required="DECISIONS_TABLE", command="serendip export")
     records = decision_store.export(args.tenant, args.policy, args.since)
     count = write_jsonl(records, sys.stdout)
     print(
@@ -89,7 +91,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     export_parser.add_argument("--policy", required=True, help="policy name")
     export_parser.add_argument("--tenant", default="demo", help="tenant (default: demo)")
     export_parser.add_argument("--since", type=float, default=0.0, help="unix seconds")
-    export_parser.add_argument("--stack", help="a deployed CloudFormation stack")
+    add_target_arguments(export_parser)
     evaluate_parser = commands.add_parser(
         "evaluate", help="estimate what candidate policies would have earned on a decision log"
     )

@@ -6,7 +6,9 @@ during iteration" (HTTP 500). DynamoDB calls therefore run one at a time here; S
 concurrent, so an SQS long poll never blocks a table write. SQS receives check retention
 without recounting the queue for each message. Transactions take the lean path of
 ``local.moto_transactions`` (no copy of whole tables), so a save costs the same with a log of ten
-events or of a million.
+events or of a million; queries read their partition without sorting the table first
+(``local.moto_indexes``); queues forget old deleted messages (``local.moto_sqs``); and moto's
+register of every model instance it ever made holds them weakly (``local.moto_instances``).
 """
 
 from __future__ import annotations
@@ -44,12 +46,30 @@ def retention_check(self: SQSBackend, queue_name: str, message: Message) -> bool
 
 
 def run(argv: list[str]) -> None:
-    """Run moto's server with DynamoDB calls serialised and lean transactions."""
-    from local import moto_transactions
+    """Run moto's server with DynamoDB calls serialised and lean transactions.
+
+    It ends with its parent (``local.moto_lifeline``) and keeps its state in
+    ``$SERENDIP_MOTO_DATA`` when set (``local.moto_snapshot``).
+    """
+    from local import (
+        moto_census,
+        moto_indexes,
+        moto_instances,
+        moto_lifeline,
+        moto_snapshot,
+        moto_sqs,
+        moto_transactions,
+    )
 
     DynamoHandler.call_action = serialised_call_action  # type: ignore[method-assign]
+    moto_instances.install()
     moto_transactions.install()
+    moto_indexes.install()
     SQSBackend.is_message_valid_based_on_retention_period = retention_check  # type: ignore[method-assign]
+    moto_sqs.install()
+    moto_lifeline.install()
+    moto_snapshot.install(_DYNAMODB_LOCK)
+    moto_census.start_from_environment(_DYNAMODB_LOCK)
     main(argv)
 
 

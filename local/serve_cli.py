@@ -62,8 +62,31 @@ def python_signature_example(webhook_secret: str) -> str:
     return f'SIGNATURE=$(python3 -c "{code}" {shlex.quote(webhook_secret)} "$BODY")'
 
 
+def worker_count(text: str) -> int:
+    """``--workers``: a whole number of worker processes, at least 1."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError("at least 1 worker is needed")
+    return count
+
+
 def _indent(text: str, prefix: str = "    ") -> str:
     return "\n".join(prefix + line for line in text.splitlines())
+
+
+def _kept(stack: LocalStack) -> str:
+    if stack.data is None:
+        return "not kept: this stack forgets everything when it stops"
+    return f"{stack.data.directory}   (kept across restarts; --fresh to start empty)"
+
+
+def _workers(stack: LocalStack) -> str:
+    if stack.pool is None:
+        return "1 (the API functions run in this process, one request at a time)"
+    return f"{stack.pool.size} processes, one request each at a time (--workers N)"
 
 
 def banner(stack: LocalStack, state_file: Path | None) -> str:
@@ -80,7 +103,11 @@ def banner(stack: LocalStack, state_file: Path | None) -> str:
         f"  webhook secret  {stack.webhook_secret}   (signs POST /v1/rewards)",
         f"  moto            {stack.moto_endpoint}",
         f"  sweep           {sweeps}",
-        f"  state file      {state_file or state_path()}",
+        f"  learner         {'on' if stack.learn else 'off (--no-learn: rewards stay queued)'}",
+        f"  API workers     {_workers(stack)}",
+        f"  stack           {stack.name}   (reach it with --stack {stack.name} or --url URL)",
+        f"  data            {_kept(stack)}",
+        f"  state file      {state_file or state_path(stack.name)}",
         "",
         "  Rank 3 candidates on policy for-you:",
         "",
@@ -95,20 +122,30 @@ def banner(stack: LocalStack, state_file: Path | None) -> str:
         "",
         _indent(python_signature_example(stack.webhook_secret)),
         "",
-        "  More keys: serendip keys create --tenant T --scopes rank,reward,admin",
+        f"  More keys: serendip keys create --stack {stack.name} --tenant T "
+        "--scopes rank,reward,admin",
         "  Press Ctrl-C to stop.",
     ]
     return "\n".join(lines)
 
 
 def _wait_for_signal() -> None:
-    """Block until SIGINT (Ctrl-C) or SIGTERM; restore the previous handlers."""
+    """Block until SIGINT (Ctrl-C), SIGTERM or SIGHUP; restore the previous handlers.
+
+    SIGHUP (its terminal closed) stops it cleanly too: its state is saved and its state file
+    removed, as on Ctrl-C.
+    """
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signals = [
+        signal.SIGINT,
+        signal.SIGTERM,
+        *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else []),
+    ]
+    previous = {sig: signal.signal(sig, request_stop) for sig in signals}
     try:
         while not stop.wait(0.5):
             pass
@@ -118,24 +155,59 @@ def _wait_for_signal() -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Run the local stack until Ctrl-C or SIGTERM."""
+    """Run the local stack until Ctrl-C or SIGTERM; exit 2 if that stack runs already."""
+    from local.moto_process import MotoStartError
+    from local.moto_snapshot import SNAPSHOT_FILE
     from local.stack import LocalStack
+    from local.stack_data import DataInUseError
+    from local.state import clear_stale, default_data_dir, liveness, read_state, state_path
 
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    recorded = read_state(args.stack)
+    if recorded is not None and clear_stale(recorded):
+        print(
+            f"serendip serve: stack {args.stack!r} was not stopped cleanly (process "
+            f"{recorded.pid} is gone); removed its stale state file",
+            file=sys.stderr,
+        )
+    elif recorded is not None:
+        running = "runs" if liveness(recorded) == "up" else "runs (not answering)"
+        print(
+            f"serendip serve: stack {args.stack!r} {running} at {recorded.url} (process "
+            f"{recorded.pid}, {state_path(args.stack)}); stop it, or pass --stack OTHER",
+            file=sys.stderr,
+        )
+        return 2
+    data_dir = args.data or default_data_dir(args.stack)
+    snapshot = data_dir / SNAPSHOT_FILE
+    if not args.fresh and snapshot.is_file():
+        size = snapshot.stat().st_size / 1e6
+        print(f"restoring stack {args.stack!r} from {snapshot} ({size:.1f} MB)...", flush=True)
     stack = LocalStack(
+        name=args.stack,
+        data_dir=data_dir,
+        fresh=args.fresh,
+        learn=args.learn,
         host=args.host,
         port=args.port,
         api_key=args.api_key,
         webhook_secret=args.webhook_secret,
         sweep_interval=args.sweep_interval,
         metrics=args.metrics,
+        api_workers=args.workers,
     )
     try:
         stack.start()
+    except DataInUseError as error:
+        print(f"serendip serve: {error}", file=sys.stderr)
+        return 2
     except OSError as error:
         print(f"serendip serve: cannot start on {args.host}:{args.port}: {error}", file=sys.stderr)
+        return 1
+    except MotoStartError as error:  # e.g. a snapshot it cannot restore
+        print(f"serendip serve: {error}", file=sys.stderr)
         return 1
     try:
         print(banner(stack, None), flush=True)

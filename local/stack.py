@@ -5,13 +5,18 @@
 queue and bucket of ``template.yaml``, seeds the shipped policies for tenant ``demo`` with a key of
 every scope, then runs what AWS would run around the functions:
 
-- an HTTP gateway turning requests into API Gateway proxy events (``local.gateway``),
+- an HTTP gateway turning requests into API Gateway proxy events (``local.gateway``) for the
+  API functions, run in this process or, with ``api_workers`` > 1, in that many worker
+  processes (``local.function_pool``),
 - an SQS poller per ``SQS`` event delivering batches to the learner (``local.workers``),
 - a scheduler per ``Schedule`` event (the sweep, every minute unless told otherwise),
 - ``GET /dashboard``: the report of the tenant's decision log, live (``local.report_cli``; no
   API key, as the stack serves loopback; the gateway answers it, no Lambda does).
 
-While it runs, ``~/.serendip/local.json`` (see ``local.state``) tells other commands where it is.
+While it runs, ``~/.serendip/stacks/<name>.json`` (see ``local.state``) tells other commands
+where it is. Given a data directory (``serendip serve`` always gives one), its tables, queues,
+buckets and keys survive a restart (``local.stack_data``, ``local.moto_snapshot``); without
+one (tests, benchmarks, ``serendip demo``) it starts empty and forgets everything when it stops.
 
 It changes this process's environment and moto's process-wide backends, so only one stack runs
 per process, and never together with ``mock_aws()``. ``stop()`` puts the environment back.
@@ -22,7 +27,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import sys
 import threading
 import time
 import warnings
@@ -32,11 +36,14 @@ from typing import Any
 
 import boto3
 
+from local.aws_env import moto_environment, reset_aws_state
+from local.function_pool import WorkerPool, pool_api_functions
 from local.gateway import Gateway, GatewayServer, api_routes
 from local.lambda_events import LocalFunction, template_functions
 from local.moto_process import MotoProcess
 from local.resources import DEFAULT_REGION, QUEUE, ROOT, TEMPLATE, load_template, resource_name
-from local.state import LocalState, clear_state, write_state
+from local.stack_data import StackData
+from local.state import DEFAULT_STACK, LocalState, check_stack_name, clear_state, write_state
 from local.workers import (
     DEFAULT_SWEEP_SECONDS,
     Scheduler,
@@ -45,6 +52,9 @@ from local.workers import (
     rate_seconds,
     schedule_sources,
 )
+
+# moto_environment: imported from here by benchmarks and tests (it lived here).
+__all__ = ["LocalStack", "moto_environment"]
 
 log = logging.getLogger("serendip.stack")
 
@@ -55,23 +65,6 @@ POLICIES_DIR = ROOT / "policies"
 # Locally a failed message comes back after this many seconds, not the queue's 360.
 LOCAL_VISIBILITY_TIMEOUT = 2
 SWEEP_PASSES_ON_AWS = 2  # the sweep's passes per scheduled minute (functions.common.settings)
-
-
-def moto_environment(endpoint: str, region: str = DEFAULT_REGION) -> dict[str, str | None]:
-    """The environment that points boto3, pynamodb and Powertools at a moto server.
-
-    ``None`` means unset: a named profile would win over the dummy credentials.
-    """
-    return {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_REGION": region,
-        "AWS_DEFAULT_REGION": region,
-        "AWS_PROFILE": None,
-        "AWS_DEFAULT_PROFILE": None,
-    }
 
 
 def _metrics_noise_filter() -> None:
@@ -101,12 +94,26 @@ class LocalStack:
         log_level: str | None = None,
         metrics: bool = False,
         record_state: bool = True,
+        name: str = DEFAULT_STACK,
+        data_dir: Path | None = None,
+        fresh: bool = False,
+        learn: bool = True,
+        api_workers: int = 1,
     ) -> None:
         self.host = host
         self.port = port
         self.tenant = tenant
+        self.name = check_stack_name(name)  # what --stack NAME calls it (its state file)
+        self.data = StackData(data_dir) if data_dir is not None else None
+        self.fresh = fresh
+        self.learn = learn  # False: rewards stay queued (no SQS pollers)
+        # > 1: the API functions run in that many worker processes (local.function_pool)
+        self.api_workers = api_workers
+        self.pool: WorkerPool | None = None
+        self._given_secret = webhook_secret is not None
         self.api_key = api_key or "sk_local_" + secrets.token_urlsafe(24)
         self.webhook_secret = webhook_secret or "whsec_local_" + secrets.token_urlsafe(24)
+        self._given_key = (api_key, webhook_secret)
         self.sweep_interval = sweep_interval
         self.visibility_timeout = visibility_timeout
         self.stack_name = stack_name
@@ -149,11 +156,13 @@ class LocalStack:
             LocalStack._running = self
         self._started = True
         try:
+            self._open_data()
             self._start_moto()
             self._configure_environment()
             self._create_resources()
             self._seed()
             self.functions = self._local_functions()
+            self.pool = pool_api_functions(self.functions, self.api_workers)
             self._start_gateway()
             self._start_workers()
             if self.record_state:
@@ -173,17 +182,22 @@ class LocalStack:
             if self._server is not None:
                 self._server.stop()
                 self._server = None
+            if self.pool is not None:
+                self.pool.stop()
+                self.pool = None
             for scheduler in self.schedulers:
                 scheduler.stop()
             for poller in self.pollers:
                 poller.stop()
             self.schedulers, self.pollers = [], []
             if self.record_state:
-                clear_state(pid=os.getpid())
+                clear_state(self.name, pid=os.getpid())
             if self._moto is not None:
-                self._moto.stop()
+                self._moto.stop()  # after every writer: it writes the last snapshot
                 self._moto = None
         finally:
+            if self.data is not None:
+                self.data.unlock()
             self._restore_environment()
             with LocalStack._running_lock:
                 LocalStack._running = None
@@ -199,6 +213,9 @@ class LocalStack:
             pid=os.getpid(),
             region=self.region,
             resources=dict(self.resources),
+            name=self.name,
+            data_dir=str(self.data.directory) if self.data is not None else "",
+            moto_pid=(self._moto.pid or 0) if self._moto is not None else 0,
         )
 
     # ------------------------------------------------------------ waiting
@@ -207,23 +224,47 @@ class LocalStack:
         """Block until every queue is empty and no learn batch is in flight.
 
         Messages that failed count as not drained until they are learned or reach the DLQ.
-        Raises ``TimeoutError`` after ``timeout`` seconds.
+        ``timeout`` bounds the wait for *progress*, not the whole drain: a slow machine that
+        keeps learning keeps waiting (up to ten times ``timeout`` in all). Raises
+        ``TimeoutError`` naming what was still queued once no queue moved for ``timeout`` s.
         """
-        deadline = time.monotonic() + timeout
+        started = last_progress = time.monotonic()
+        last: list[tuple[int, int]] | None = None
         while True:
             depths = [poller.queue_depth() for poller in self.pollers]
             if all(depth == (0, 0) for depth in depths) and all(p.idle() for p in self.pollers):
                 return
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if depths != last:
+                last, last_progress = depths, now
+            if now - last_progress > timeout or now - started > 10 * timeout:
+                pending = zip(self.pollers, depths, strict=True)
+                queues = {poller.name: depth for poller, depth in pending}
                 raise TimeoutError(
-                    f"queues not drained after {timeout:.0f} s (visible, in flight): {depths}"
+                    f"queues not drained after {now - started:.0f} s, the last "
+                    f"{now - last_progress:.0f} s without progress; still queued "
+                    f"(visible, in flight): {queues}"
                 )
             time.sleep(0.05)
 
     # ------------------------------------------------------------ steps of start()
 
+    def _open_data(self) -> None:
+        """Lock the data directory; forget its state if fresh; pick the demo key."""
+        if self.data is None:
+            return
+        self.data.lock()
+        if self.fresh:
+            self.data.clear()
+        self.api_key, self.webhook_secret = self.data.demo_key(*self._given_key)
+
     def _start_moto(self) -> None:
-        self._moto = MotoProcess("127.0.0.1")
+        data = self.data
+        self._moto = MotoProcess(
+            "127.0.0.1",
+            data_dir=data.directory if data is not None else None,
+            lock_fd=data.lock_fd() if data is not None else None,
+        )
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.moto_endpoint = f"http://{host}:{port}"
@@ -245,14 +286,14 @@ class LocalStack:
         )
         if not self.metrics:
             _metrics_noise_filter()
-        _reset_aws_state()
+        reset_aws_state()
 
     def _create_resources(self) -> None:
         from local.resources import create_resources
 
         self.resources = create_resources(self.stack_name, self.template_path)
         self._set_env(dict(self.resources))
-        _reset_aws_state()
+        reset_aws_state()
         # The handlers' Logger may exist already (it reads POWERTOOLS_LOG_LEVEL when built).
         from functions.common.observability import logger
 
@@ -261,9 +302,11 @@ class LocalStack:
 
     def _seed(self) -> None:
         from functions.common import policy_store
-        from functions.common.auth import create_key
+        from functions.common.auth import create_key, key_exists
 
         policy_store.seed(self.tenant, self.policies_dir)
+        if not self._given_secret and key_exists(self.api_key):
+            return  # kept from the last run (with its secrets, or revoked, as it was left)
         create_key(
             self.tenant,
             set(ALL_SCOPES),
@@ -297,7 +340,7 @@ class LocalStack:
     def _start_workers(self) -> None:
         sqs = boto3.client("sqs", region_name=self.region)
         template_resources = load_template(self.template_path).get("Resources", {})
-        for source in queue_sources(self.functions):
+        for source in queue_sources(self.functions) if self.learn else []:
             name = resource_name(self.stack_name, source.queue, QUEUE)
             if template_resources.get(source.queue, {}).get("Properties", {}).get("FifoQueue"):
                 name += ".fifo"  # as create_queue names FIFO queues
@@ -346,7 +389,7 @@ class LocalStack:
 
             logger.setLevel(self._saved_log_level)
             self._saved_log_level = None
-        _reset_aws_state()
+        reset_aws_state()
 
 
 def _interval(expression: str) -> float:
@@ -355,26 +398,3 @@ def _interval(expression: str) -> float:
     except ValueError as error:
         log.warning("%s; running it every %.0f s", error, DEFAULT_SWEEP_SECONDS)
         return DEFAULT_SWEEP_SECONDS
-
-
-def _reset_aws_state() -> None:
-    """Forget cached settings, table bindings, clients and the handlers' per-process state."""
-    from functions.common.aws import reset_clients
-    from functions.common.settings import reset_settings
-    from functions.common.tables import unbind
-
-    reset_settings()
-    unbind()
-    reset_clients()
-    # A handler module imported before (tests, a previous stack) keeps services built on the
-    # old backend: drop them as a cold start would. Modules not imported yet have nothing.
-    for module_name, attribute in (
-        ("functions.rank.app", "_service"),
-        ("functions.learn.app", "_learner"),
-    ):
-        module = sys.modules.get(module_name)
-        if module is not None:
-            setattr(module, attribute, None)
-    openapi = sys.modules.get("functions.admin.openapi")
-    if openapi is not None:
-        openapi.openapi_document.cache_clear()

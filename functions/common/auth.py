@@ -130,6 +130,18 @@ def revoke_key(api_key_hash: str) -> None:
     _update_existing_key(api_key_hash, [ApiKeyItem.revoked.set(True)])
 
 
+def key_exists(api_key: str) -> bool:
+    """Whether a key is stored (revoked or not), e.g. a local stack's demo key after a restart."""
+    bind()
+    try:
+        ApiKeyItem.get(hash_key(api_key), consistent_read=True)
+    except DoesNotExist:
+        return False
+    except PynamoDBException as exc:
+        raise StorageError(f"key store unavailable: {exc.msg}") from exc
+    return True
+
+
 def authenticate(api_key: str | None) -> Principal:
     """Resolve an ``x-api-key`` value to its principal, or raise ``UnauthorizedError``."""
     if not api_key:

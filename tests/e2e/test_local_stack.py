@@ -277,7 +277,7 @@ def test_webhook_secret_rotation_over_the_running_stack(stack: LocalStack, state
     assert rotated["webhook_secret"] not in listing.stdout
 
 
-def test_keys_create_with_stack_reads_cloudformation_outputs(
+def test_keys_create_with_cfn_stack_reads_cloudformation_outputs(
     stack: LocalStack, tmp_path: Path
 ) -> None:
     # Given a deployed stack (on this moto) whose outputs name the keys table and KMS key
@@ -291,7 +291,7 @@ def test_keys_create_with_stack_reads_cloudformation_outputs(
     boto3.client("cloudformation").create_stack(
         StackName="serendip-prod", TemplateBody=json.dumps(template)
     )
-    # When `keys create --stack` runs with no local stack to find (an empty state dir)
+    # When `keys create --cfn-stack` runs with no local stack to find (an empty state dir)
     env = child_env(
         SERENDIP_STATE_DIR=str(tmp_path),
         AWS_ENDPOINT_URL=stack.moto_endpoint,
@@ -306,7 +306,7 @@ def test_keys_create_with_stack_reads_cloudformation_outputs(
         "demo",
         "--scopes",
         "rank,admin",
-        "--stack",
+        "--cfn-stack",
         "serendip-prod",
         env=env,
     )
@@ -351,7 +351,7 @@ def test_serve_runs_prints_its_banner_and_stops_cleanly_on_sigterm(tmp_path: Pat
         assert url in banner and "sk_e2e_serve" in banner
         assert f"curl -s -X POST {url}/v1/policies/for-you/rank" in banner
         assert "x-serendip-signature" in banner and "openssl dgst -sha256 -hmac" in banner
-        assert (tmp_path / "local.json").is_file()
+        assert (tmp_path / "stacks" / "default.json").is_file()
         rank(Client(url, "sk_e2e_serve"))
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
@@ -365,4 +365,4 @@ def test_serve_runs_prints_its_banner_and_stops_cleanly_on_sigterm(tmp_path: Pat
     stderr = process.stderr.read() if process.stderr else ""
     assert "stopped" in "".join(lines), stderr
     assert "Traceback" not in stderr, stderr
-    assert not (tmp_path / "local.json").exists()
+    assert not (tmp_path / "stacks" / "default.json").exists()

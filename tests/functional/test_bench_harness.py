@@ -75,6 +75,10 @@ def _check_performance(results: Path, doc: str) -> None:
     assert load["requests"] > 0 and load["server_errors"] == 0
     assert load["rewards"]["accepted"] > 0 and load["rewards"]["lost"] == 0
     _check_learning_loop(json.loads((results / "learning_loop.json").read_text()))
+    stack = json.loads((results / "stack_memory.json").read_text())
+    assert [row["rounds"] for row in stack["windows"]] == [100, 200, 300]
+    assert all(row["rss_mb"]["stack"] > 0 and row["rss_mb"]["moto"] > 0 for row in stack["windows"])
+    assert set(stack["statuses"]) == {"rank 200", "rewards 202"}
     run = json.loads((results / "run.json").read_text())
     assert run["quick"] is True and run["total_seconds"] > 0
     for heading in (
@@ -93,6 +97,7 @@ def _check_performance(results: Path, doc: str) -> None:
         "### AWS requests per learned event",
         "### Reward to changed ranking",
         "### Closing at scale",
+        "## Memory and latency of a long-lived local stack",
     ):
         assert heading in doc
     for target in (

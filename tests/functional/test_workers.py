@@ -189,7 +189,8 @@ def test_poller_stops_promptly(sqs: Any, queue: str) -> None:
     time.sleep(0.2)
     started = time.monotonic()
     poller.stop()
-    assert time.monotonic() - started < 3.0
+    # Within a long poll or so (1 s here), generous for a busy machine: not a timing target
+    assert time.monotonic() - started < 10.0
 
 
 def test_scheduler_calls_on_its_interval_and_survives_errors(
@@ -224,5 +225,5 @@ def test_scheduler_waits_one_interval_and_stops_promptly() -> None:
     time.sleep(0.1)
     started = time.monotonic()
     scheduler.stop()
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 10.0  # far from waiting out its 60 s interval
     assert calls == []
