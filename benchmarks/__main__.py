@@ -29,6 +29,8 @@ from benchmarks.peers import peers, stream_decisions
 from benchmarks.performance_doc import write_performance_doc
 from benchmarks.quality import quality
 from benchmarks.report import write_report
+from benchmarks.restart_survival import markdown as restart_survival_markdown
+from benchmarks.restart_survival import restart_survival
 from benchmarks.stack_memory import QUICK_ROUNDS as QUICK_STACK_ROUNDS
 from benchmarks.stack_memory import ROUNDS as STACK_ROUNDS
 from benchmarks.stack_memory import markdown as stack_memory_markdown
@@ -166,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         "stack_memory",
         stack_memory(stack_rounds, window=100 if quick else 1_000, progress=_note),
     )
+    accepted = 20 if quick else 500
+    steps.begin(
+        "restart survival",
+        f"restart survival: {accepted:,} rewards accepted, a clean stop, learned after restart",
+    )
+    save("restart_survival", restart_survival(accepted))
     steps.end()
     save("run", {"quick": quick, "total_seconds": steps.total(), "steps": steps.seconds})
     write_report(args.results, args.doc)
@@ -176,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         load=load_markdown,
         learning_loop=learning_loop_markdown,
         stack_memory=stack_memory_markdown,
+        restart_survival=restart_survival_markdown,
     )
     print(
         f"done in {steps.total():.0f}s; summaries in {args.doc} and {args.performance_doc}",

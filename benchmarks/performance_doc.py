@@ -6,9 +6,9 @@ are left out, so a partial run still writes a correct document.
 
 Sections owned by other benchmark modules plug in as renderers: ``write_performance_doc(...,
 peers=peers.markdown, load=load.markdown, learning_loop=learning_loop.markdown)`` renders
-``peers.json``, ``load.json`` and ``learning_loop.json`` with them (and ``stack_memory=`` renders
-``stack_memory.json``; a renderer takes the parsed JSON and returns markdown lines); a missing
-renderer or a missing file renders nothing.
+``peers.json``, ``load.json`` and ``learning_loop.json`` with them (``stack_memory=`` and
+``restart_survival=`` render the files of those names; a renderer takes the parsed JSON and
+returns markdown lines); a missing renderer or a missing file renders nothing.
 """
 
 from __future__ import annotations
@@ -366,6 +366,7 @@ def performance_markdown(
     load: Renderer | None = None,
     learning_loop: Renderer | None = None,
     stack_memory: Renderer | None = None,
+    restart_survival: Renderer | None = None,
 ) -> str:
     """The whole document for the results in ``results`` (see the module docstring)."""
     found = load_results(results)
@@ -379,6 +380,7 @@ def performance_markdown(
         sections.append(_learner(learner))
     sections.append(optional_section(results, "learning_loop", learning_loop))
     sections.append(optional_section(results, "stack_memory", stack_memory))
+    sections.append(optional_section(results, "restart_survival", restart_survival))
     if cold := found.get("cold_start"):
         sections.append(_cold_start(cold))
     if memory := found.get("memory"):
@@ -401,10 +403,16 @@ def write_performance_doc(
     load: Renderer | None = None,
     learning_loop: Renderer | None = None,
     stack_memory: Renderer | None = None,
+    restart_survival: Renderer | None = None,
 ) -> None:
     """Write ``doc`` from the results in ``results``; the renderers render their files."""
     doc.parent.mkdir(parents=True, exist_ok=True)
     markdown = performance_markdown(
-        results, peers=peers, load=load, learning_loop=learning_loop, stack_memory=stack_memory
+        results,
+        peers=peers,
+        load=load,
+        learning_loop=learning_loop,
+        stack_memory=stack_memory,
+        restart_survival=restart_survival,
     )
     doc.write_text(markdown)

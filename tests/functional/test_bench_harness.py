@@ -79,6 +79,9 @@ def _check_performance(results: Path, doc: str) -> None:
     assert [row["rounds"] for row in stack["windows"]] == [100, 200, 300]
     assert all(row["rss_mb"]["stack"] > 0 and row["rss_mb"]["moto"] > 0 for row in stack["windows"])
     assert set(stack["statuses"]) == {"rank 200", "rewards 202"}
+    restart = json.loads((results / "restart_survival.json").read_text())
+    assert restart["accepted"] == 20 and restart["learned_after_restart"] == 20
+    assert restart["lost"] == 0
     run = json.loads((results / "run.json").read_text())
     assert run["quick"] is True and run["total_seconds"] > 0
     for heading in (
@@ -98,6 +101,7 @@ def _check_performance(results: Path, doc: str) -> None:
         "### Reward to changed ranking",
         "### Closing at scale",
         "## Memory and latency of a long-lived local stack",
+        "## Restart survival",
     ):
         assert heading in doc
     for target in (
