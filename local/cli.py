@@ -142,11 +142,11 @@ def _add_serve(commands: Any) -> None:
     serve_parser.add_argument(
         "--workers",
         type=worker_count,
-        default=default_api_workers(),
+        default=1,
         metavar="N",
         help="worker processes serving the API, each one request at a time, as Lambda runs "
-        "one per container (default: one per CPU, at most 4); 1 runs the handlers in this "
-        "process",
+        "one per container (default 1: the handlers run in this process; "
+        f"{default_api_workers()} suits this machine; experimental)",
     )
     serve_parser.add_argument(
         "--no-learn",
