@@ -31,6 +31,7 @@ def moto_environment(endpoint: str, region: str = DEFAULT_REGION) -> dict[str, s
 
 def reset_aws_state() -> None:
     """Forget cached settings, table bindings, clients and the handlers' per-process state."""
+    from functions.common.auth import principals
     from functions.common.aws import reset_clients
     from functions.common.settings import reset_settings
     from functions.common.tables import unbind
@@ -38,6 +39,7 @@ def reset_aws_state() -> None:
     reset_settings()
     unbind()
     reset_clients()
+    principals.clear()
     # A handler module imported before (tests, a previous stack) keeps services built on the
     # old backend: drop them as a cold start would. Modules not imported yet have nothing.
     for module_name, attribute in (

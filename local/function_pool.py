@@ -9,10 +9,13 @@ the stack's environment (moto's endpoint, table and queue names), and handles on
 time. ``PooledFunction`` is a ``LocalFunction`` whose ``invoke`` hands the event to a free worker
 and waits for its proxy response, so the gateway serves it like any other function.
 
-A worker that dies while handling an event is replaced and the event's caller gets
-``FunctionCrashedError`` (the gateway answers 502, as API Gateway does when a Lambda runtime
-exits); one found dead before an event is sent is replaced silently. Workers exit when the pool
-stops, when their pipe to the stack closes (the stack's process died), and, being daemon
+A worker acknowledges each event before it runs the handler. One that dies before that (found
+dead, or killed between two events however late its death is noticed) never ran the event: it
+is replaced and the event goes to another worker, so its caller sees nothing of it. One that dies
+after the acknowledgement is replaced and the event's caller gets ``FunctionCrashedError`` (the
+gateway answers 502, as API Gateway does when a Lambda runtime exits). A replacement serves only
+once it has imported the handlers; until then the other workers serve. Workers exit when the
+pool stops, when their pipe to the stack closes (the stack's process died), and, being daemon
 processes, when the stack's interpreter exits.
 
 Handlers run in the workers, so ``local.lambda_events.current_function`` (and the AWS-call
@@ -46,6 +49,10 @@ CONTEXT = get_context("spawn")
 WORKER_HEADER = "x-serendip-worker"
 STOP_SECONDS = 5.0
 READY_SECONDS = 120.0  # a worker's imports on a busy machine
+# How long an event waits for a free worker: every worker busy (or all being replaced) so long
+# means the pool cannot serve, and the caller gets an answer instead of waiting forever.
+FREE_WORKER_SECONDS = 300.0
+RESPAWN_ATTEMPTS = 3  # replacements of one worker that die while importing, then the pool shrinks
 
 
 def default_api_workers() -> int:
@@ -95,8 +102,9 @@ def worker_main(
 ) -> None:
     """A worker process: import the handlers, then answer ``(name, event)`` until told to stop.
 
-    Sends ``("ready", None)`` once the handlers are imported, then replies ``("ok", response)``
-    or ``("raised", traceback)`` to each event; ``None`` or a closed pipe ends the worker.
+    Sends ``("ready", None)`` once the handlers are imported, then answers each event with
+    ``("started", None)`` before running it and ``("ok", response)`` or ``("raised",
+    traceback)`` after; ``None`` or a closed pipe ends the worker.
     """
     # Ctrl-C reaches the whole process group: the stack stops its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -118,6 +126,10 @@ def worker_main(
         if message is None:
             return
         name, event = message
+        try:
+            connection.send(("started", None))
+        except OSError:
+            return
         try:
             reply: tuple[str, Any] = ("ok", functions[name].invoke(event))
         except Exception:
@@ -184,23 +196,23 @@ class WorkerPool:
         """Run function ``name`` on ``event`` in a free worker; its response and the worker's pid.
 
         Waits for a free worker. Raises ``FunctionRaisedError`` if the handler raised (the
-        worker stays) and ``FunctionCrashedError`` if the worker died meanwhile (it is replaced).
-        The function's timeout is not enforced: a handler that never returns keeps its worker.
+        worker stays) and ``FunctionCrashedError`` if the worker died while running the event
+        (it is replaced). A worker that died before it took the event is replaced and another
+        one runs the event. The function's timeout is not enforced: a handler that never
+        returns keeps its worker.
         """
-        worker = self._free.get()
-        if self._stopped:
-            self._free.put(worker)
-            raise RuntimeError("the worker pool is stopped")
-        if not worker.process.is_alive():
-            worker = self._replace(worker, "before an event")
+        for _ in range(self.size + RESPAWN_ATTEMPTS):
+            worker = self._take()
+            if worker.process.is_alive() and self._hand_over(worker, name, event):
+                break
+            self._replace(worker, "before an event")
+        else:
+            raise FunctionCrashedError(f"{name}: no worker could take the event")
         try:
-            worker.connection.send((name, event))
             status, payload = worker.connection.recv()
-            if status == "ready":  # a replacement's first words: the reply comes next
-                status, payload = worker.connection.recv()
         except (EOFError, OSError) as error:
             pid = worker.pid
-            self._free.put(self._replace(worker, f"while handling {name}"))
+            self._replace(worker, f"while handling {name}")
             raise FunctionCrashedError(
                 f"{name}: worker {pid} exited with code {worker.process.exitcode} "
                 "while handling the event"
@@ -209,6 +221,32 @@ class WorkerPool:
         if status == "raised":
             raise FunctionRaisedError(f"{name} raised in worker {worker.pid}:\n{payload}")
         return payload, worker.pid
+
+    def _take(self) -> _Worker:
+        """A free worker (the last freed), or ``FunctionCrashedError`` after a long wait."""
+        try:
+            worker = self._free.get(timeout=FREE_WORKER_SECONDS)
+        except queue.Empty:
+            raise FunctionCrashedError(
+                f"no API worker was free for {FREE_WORKER_SECONDS:.0f} s "
+                f"({len(self.pids)} of {self.size} running)"
+            ) from None
+        if self._stopped:
+            self._free.put(worker)
+            raise RuntimeError("the worker pool is stopped")
+        return worker
+
+    @staticmethod
+    def _hand_over(worker: _Worker, name: str, event: dict[str, Any]) -> bool:
+        """Send the event and wait for the worker's acknowledgement; False if it is dead."""
+        try:
+            worker.connection.send((name, event))
+            status, _ = worker.connection.recv()
+        except (EOFError, OSError):
+            return False
+        if status != "started":
+            raise RuntimeError(f"worker {worker.pid} answered {status!r} to an event")
+        return True
 
     def stop(self, timeout: float = STOP_SECONDS) -> None:
         """Tell every worker to exit; terminate those still running after ``timeout``."""
@@ -241,22 +279,57 @@ class WorkerPool:
             self._workers.append(worker)
         return worker
 
-    def _replace(self, dead: _Worker, when: str) -> _Worker:
+    def _replace(self, dead: _Worker, when: str) -> None:
+        """Start a worker in place of ``dead``; it joins the free workers once it is ready."""
         dead.process.join(1.0)
         dead.connection.close()
         with self._lock:
             if dead in self._workers:
                 self._workers.remove(dead)
-        replacement = self._spawn()
-        self.replaced += 1
         log.error(
-            "API worker %d exited (code %s) %s; started worker %d",
+            "API worker %d exited (code %s) %s; starting another",
             dead.pid,
             dead.process.exitcode,
             when,
-            replacement.pid,
         )
-        return replacement
+        self.replaced += 1
+        threading.Thread(
+            target=self._admit, args=(self._spawn(),), name="serendip-worker-start", daemon=True
+        ).start()
+
+    def _admit(self, worker: _Worker, attempt: int = 1) -> None:
+        """Make ``worker`` free once it has imported the handlers; respawn it if it died."""
+        try:
+            ready = worker.connection.poll(READY_SECONDS) and worker.connection.recv()
+        except (EOFError, OSError):
+            ready = None
+        if ready and ready[0] == "ready":
+            if self._stopped:
+                with contextlib.suppress(OSError):
+                    worker.connection.send(None)
+                return
+            log.info("API worker %d started", worker.pid)
+            self._free.put(worker)
+            return
+        worker.process.join(1.0)
+        with self._lock:
+            if worker in self._workers:
+                self._workers.remove(worker)
+        if self._stopped:
+            return
+        if attempt >= RESPAWN_ATTEMPTS:
+            log.error(
+                "API worker %d did not start (code %s); %d attempts, giving up: the pool has %d",
+                worker.pid,
+                worker.process.exitcode,
+                attempt,
+                len(self.pids),
+            )
+            return
+        log.error(
+            "API worker %d did not start (code %s); retrying", worker.pid, worker.process.exitcode
+        )
+        self._admit(self._spawn(), attempt + 1)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Entry point of the local stack's moto server: moto's own ``main`` with DynamoDB serialised.
+"""Entry point of the local stack's moto server: moto on waitress, with DynamoDB serialised.
 
 moto's server is threaded, but its DynamoDB backend is not thread-safe: a transaction deep-copies
 the tables it touches while other threads write to them, and fails with "dictionary changed size
@@ -7,8 +7,10 @@ concurrent, so an SQS long poll never blocks a table write. SQS receives check r
 without recounting the queue for each message. Transactions take the lean path of
 ``local.moto_transactions`` (no copy of whole tables), so a save costs the same with a log of ten
 events or of a million; queries read their partition without sorting the table first
-(``local.moto_indexes``); queues forget old deleted messages (``local.moto_sqs``); and moto's
-register of every model instance it ever made holds them weakly (``local.moto_instances``).
+(``local.moto_indexes``); item values are serialized directly (``local.moto_items``);
+connections are kept alive (``local.moto_server``); queues forget old deleted messages
+(``local.moto_sqs``); and moto's register of every model instance it ever made holds them
+weakly (``local.moto_instances``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from typing import Any
 
 from moto.core.utils import unix_time
 from moto.dynamodb.responses import DynamoHandler
-from moto.server import main
 from moto.sqs.models import Message, SQSBackend
 
 _DYNAMODB_LOCK = threading.Lock()
@@ -46,7 +47,7 @@ def retention_check(self: SQSBackend, queue_name: str, message: Message) -> bool
 
 
 def run(argv: list[str]) -> None:
-    """Run moto's server with DynamoDB calls serialised and lean transactions.
+    """Run moto's server (on waitress) with DynamoDB calls serialised and lean transactions.
 
     It ends with its parent (``local.moto_lifeline``) and keeps its state in
     ``$SERENDIP_MOTO_DATA`` when set (``local.moto_snapshot``).
@@ -55,7 +56,9 @@ def run(argv: list[str]) -> None:
         moto_census,
         moto_indexes,
         moto_instances,
+        moto_items,
         moto_lifeline,
+        moto_server,
         moto_snapshot,
         moto_sqs,
         moto_transactions,
@@ -65,12 +68,13 @@ def run(argv: list[str]) -> None:
     moto_instances.install()
     moto_transactions.install()
     moto_indexes.install()
+    moto_items.install()
     SQSBackend.is_message_valid_based_on_retention_period = retention_check  # type: ignore[method-assign]
     moto_sqs.install()
     moto_lifeline.install()
     moto_snapshot.install(_DYNAMODB_LOCK)
     moto_census.start_from_environment(_DYNAMODB_LOCK)
-    main(argv)
+    moto_server.main(argv)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ log = logging.getLogger("serendip.workers")
 EventHandler = Callable[[dict[str, Any]], Any]
 DEFAULT_SWEEP_SECONDS = 60.0
 IDLE_GAP_SECONDS = 0.2  # an empty queue for this long ends a batching window early
+GATHER_PAUSE_SECONDS = 0.1  # between receives of a batching window once the queue is empty
+MAX_RECEIVE = 10  # messages per ReceiveMessage (SQS's limit)
 _RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
@@ -174,31 +176,36 @@ class SqsPoller(_Worker):
         deadline = time.monotonic() + self.batch_window
         idle_since = time.monotonic()
         seen = {message["MessageId"] for message in messages}
+        received = len(messages)
         while (
             messages
             and len(messages) < self.batch_size
             and time.monotonic() < deadline
             and not self._stop.is_set()
         ):
+            # A receive short of 10 emptied the queue: let messages gather before asking again
+            # (one receive per message would cost the server more than the handler's work).
+            if received < MAX_RECEIVE:
+                self._stop.wait(GATHER_PAUSE_SECONDS)
             # A message already in the batch can come back (a visibility timeout of 0): a
             # batch never holds one twice. Lambda waits out the window; locally a queue that
             # stayed empty for ``IDLE_GAP_SECONDS`` ends the gathering, for a short
             # reward-to-model time that still batches a burst.
-            more = [m for m in self._receive_once(0) if m["MessageId"] not in seen]
+            answer = self._receive_once(0)
+            received = len(answer)
+            more = [m for m in answer if m["MessageId"] not in seen]
             if more:
                 messages += more
                 seen.update(m["MessageId"] for m in more)
                 idle_since = time.monotonic()
             elif time.monotonic() - idle_since >= IDLE_GAP_SECONDS:
                 break
-            else:
-                self._stop.wait(0.02)
         return messages
 
     def _receive_once(self, wait_seconds: int) -> list[dict[str, Any]]:
         response = self._client.receive_message(
             QueueUrl=self.queue_url,
-            MaxNumberOfMessages=min(10, self.batch_size),
+            MaxNumberOfMessages=min(MAX_RECEIVE, self.batch_size),
             WaitTimeSeconds=wait_seconds,
             VisibilityTimeout=self.visibility_timeout,
             AttributeNames=["All"],

@@ -17,7 +17,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from bandit.spec import POLICY_NAME_PATTERN
 from functions.common.api_models import ID_PATTERN
 from functions.common.auth import Principal, authenticate
-from functions.common.errors import NotFoundError, ServiceError, ValidationFailedError
+from functions.common.errors import (
+    NotFoundError,
+    ServiceError,
+    UnauthorizedError,
+    ValidationFailedError,
+)
 from functions.common.http import (
     check_body_size,
     check_body_text,
@@ -71,13 +76,30 @@ def handle(
         if event.get("path") not in PUBLIC_PATHS:
             principal = authenticate(header(event, "x-api-key"))
             if pre_check is not None:
-                pre_check(event, principal)
+                principal = _checked(pre_check, event, principal)
             check_path_parameters(event)
             check_body_text(event)
             app.append_context(principal=principal)
     except ServiceError as error:
         return service_error_response(error)
     return app.resolve(event, context)
+
+
+def _checked(pre_check: PreCheck, event: dict[str, Any], principal: Principal) -> Principal:
+    """The principal that passes ``pre_check``: the kept one, or the key read again.
+
+    A key kept by this container (``API_KEY_CACHE_SECONDS``) may predate a secret added since:
+    a refused signature reads the key once more before the refusal stands.
+    """
+    try:
+        pre_check(event, principal)
+        return principal
+    except UnauthorizedError:
+        fresh = authenticate(header(event, "x-api-key"), fresh=True)
+        if fresh == principal:
+            raise
+    pre_check(event, fresh)
+    return fresh
 
 
 def principal_of(app: APIGatewayRestResolver) -> Principal:

@@ -5,8 +5,13 @@ scopes (``rank``, ``reward``, ``admin``) and the webhook secrets used to sign re
 sealed with KMS (``functions.common.webhook_secrets``). Webhook signatures: header
 ``x-serendip-signature: t=<unix seconds>,v1=<hex>[,v1=<hex>...]`` where each hex is HMAC-SHA256
 over ``"<t>.<raw body>"``; the timestamp must be within 5 minutes, and any of the key's active
-secrets may match (rotation). Comparisons are constant-time. The key row is read on every
-request (never cached), so revocation and retirement act on the very next request.
+secrets may match (rotation). Comparisons are constant-time.
+
+A function keeps each valid key it read for ``API_KEY_CACHE_SECONDS`` (3 s by default), so a warm
+container does not read the keys table on every request: a revocation or a secret's retirement
+takes effect within that time in every container. A secret added by rotation signs at once (a
+refused signature reads the key again before the refusal stands). Unknown and revoked keys are
+never kept: they are read again on every request.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, UpdateError
 from pynamodb.expressions.update import Action
@@ -27,6 +33,7 @@ from functions.common.errors import (
     UnauthorizedError,
 )
 from functions.common.ids import check_tenant
+from functions.common.settings import settings
 from functions.common.tables import ApiKeyItem, bind
 from functions.common.webhook_secrets import (
     StoredSecret,
@@ -68,6 +75,44 @@ class NewKey:
     scopes: tuple[str, ...]
     key_id: str
     secret_id: str
+
+
+@dataclass
+class PrincipalCache:
+    """Valid keys' principals by key id, each kept ``API_KEY_CACHE_SECONDS`` from its read.
+
+    At most ``capacity`` keys are kept, the oldest read dropped first.
+    """
+
+    clock: Callable[[], float] = time.monotonic
+    capacity: int = 10_000
+    _kept: dict[str, tuple[float, Principal]] = field(default_factory=dict)
+
+    def get(self, key_id: str) -> Principal | None:
+        """The principal read for ``key_id`` less than ``API_KEY_CACHE_SECONDS`` ago, if any."""
+        kept = self._kept.get(key_id)
+        if kept is None:
+            return None
+        if self.clock() - kept[0] >= settings().api_key_cache_seconds:
+            del self._kept[key_id]
+            return None
+        return kept[1]
+
+    def put(self, key_id: str, principal: Principal) -> None:
+        """Keep ``principal`` from now."""
+        if settings().api_key_cache_seconds <= 0:
+            return
+        self._kept.pop(key_id, None)
+        self._kept[key_id] = (self.clock(), principal)
+        while len(self._kept) > self.capacity:
+            del self._kept[next(iter(self._kept))]
+
+    def clear(self) -> None:
+        """Forget every key (a new backend, or a test)."""
+        self._kept.clear()
+
+
+principals = PrincipalCache()
 
 
 def hash_key(api_key: str) -> str:
@@ -123,9 +168,10 @@ def _update_existing_key(api_key_hash: str, actions: list[Action]) -> None:
 
 
 def revoke_key(api_key_hash: str) -> None:
-    """Revoke a key at once (by its hash); ``NotFoundError`` if no key has that hash.
+    """Revoke a key (by its hash); ``NotFoundError`` if no key has that hash.
 
-    Authentication reads the key consistently, so the very next request with it is refused.
+    Authentication reads keys consistently and keeps a valid one at most
+    ``API_KEY_CACHE_SECONDS``, so within that time every request with it is refused.
     """
     _update_existing_key(api_key_hash, [ApiKeyItem.revoked.set(True)])
 
@@ -142,20 +188,30 @@ def key_exists(api_key: str) -> bool:
     return True
 
 
-def authenticate(api_key: str | None) -> Principal:
-    """Resolve an ``x-api-key`` value to its principal, or raise ``UnauthorizedError``."""
+def authenticate(api_key: str | None, *, fresh: bool = False) -> Principal:
+    """Resolve an ``x-api-key`` value to its principal, or raise ``UnauthorizedError``.
+
+    A valid key read less than ``API_KEY_CACHE_SECONDS`` ago is not read again unless
+    ``fresh``.
+    """
     if not api_key:
         raise UnauthorizedError("missing x-api-key header")
+    key_id = hash_key(api_key)
+    kept = None if fresh else principals.get(key_id)
+    if kept is not None:
+        return kept
     bind()
     try:
-        item = ApiKeyItem.get(hash_key(api_key), consistent_read=True)
+        item = ApiKeyItem.get(key_id, consistent_read=True)
     except DoesNotExist as exc:
         raise UnauthorizedError("unknown API key") from exc
     except PynamoDBException as exc:
         raise StorageError(f"key store unavailable: {exc.msg}") from exc
     if item.revoked:
         raise UnauthorizedError("this API key was revoked")
-    return Principal(item.tenant, frozenset(item.scopes), item.pk, stored_secrets(item))
+    principal = Principal(item.tenant, frozenset(item.scopes), item.pk, stored_secrets(item))
+    principals.put(key_id, principal)
+    return principal
 
 
 def sign(body: bytes, secret: str, timestamp: int) -> str:

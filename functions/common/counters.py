@@ -203,6 +203,10 @@ def popularity(
     return stats, totals
 
 
+# Keys per BatchGetItem request: a refresh fills one request with the policy's other stale items.
+BATCH_GET_KEYS = 100
+
+
 @dataclass
 class PopularityCache:
     """``popularity`` through a per-process cache: each item and the totals are read at most
@@ -211,34 +215,73 @@ class PopularityCache:
 
     Popularity moves only when the learner saves a batch, so a second-old count changes nothing
     a cold user would see, and a busy container stops reading every candidate's cell on every
-    cold rank. Items with no cell yet are cached as unknown too. At most ``capacity`` items are
-    kept, the oldest dropped first.
+    cold rank. Items with no cell yet are cached as unknown too. A read for stale or missing
+    candidates also refreshes the policy's other items that are half ``max_age`` old or more,
+    oldest first, up to one ``BatchGetItem`` of ``BATCH_GET_KEYS`` keys: items read at
+    different times come due together, so a container serving a catalog of up to about 100 hot
+    items reads popularity about once per ``max_age``, not on every rank that meets one item
+    just come due. At most ``capacity`` items are kept, the oldest read dropped first.
     """
 
     max_age: float | None = None
     clock: Callable[[], float] = time.monotonic
     capacity: int = 100_000
-    _items: dict[tuple[str, str, str], tuple[float, ItemStats | None]] = field(default_factory=dict)
+    # Per (tenant, policy): item id -> (read at, stats), oldest read first.
+    _items: dict[tuple[str, str], dict[str, tuple[float, ItemStats | None]]] = field(
+        default_factory=dict
+    )
     _totals: dict[tuple[str, str], tuple[float, ItemStats | None]] = field(default_factory=dict)
+    _count: int = 0
 
-    def _fresh(self, entry: tuple[float, object] | None, now: float) -> bool:
-        max_age = settings().model_cache_seconds if self.max_age is None else self.max_age
-        return entry is not None and now - entry[0] < max_age
+    def _age_limit(self) -> float:
+        return settings().model_cache_seconds if self.max_age is None else self.max_age
 
     def get(
         self, tenant: str, policy: str, item_ids: Iterable[str]
     ) -> tuple[dict[str, ItemStats], ItemStats | None]:
         """What ``popularity`` returns, reading only the cells that are missing or too old."""
-        now = self.clock()
+        now, max_age = self.clock(), self._age_limit()
+        key = (tenant, policy)
+        items = self._items.setdefault(key, {})
         wanted = set(item_ids)
-        stale = [i for i in wanted if not self._fresh(self._items.get((tenant, policy, i)), now)]
-        if stale or not self._fresh(self._totals.get((tenant, policy)), now):
-            stats, totals = popularity(tenant, policy, stale)
-            for item_id in stale:
-                self._items.pop((tenant, policy, item_id), None)
-                self._items[(tenant, policy, item_id)] = (now, stats.get(item_id))
-            self._totals[(tenant, policy)] = (now, totals)
-            while len(self._items) > self.capacity:
-                self._items.pop(next(iter(self._items)))
-        found = {i: self._items[(tenant, policy, i)][1] for i in wanted}
-        return {i: s for i, s in found.items() if s is not None}, self._totals[(tenant, policy)][1]
+        stale = [i for i in wanted if i not in items or now - items[i][0] >= max_age]
+        totals = self._totals.get(key)
+        if stale or totals is None or now - totals[0] >= max_age:
+            read = stale + self._due_besides(items, wanted, now, max_age, len(stale))
+            stats, read_totals = popularity(tenant, policy, read)
+            for item_id in read:
+                if items.pop(item_id, None) is None:
+                    self._count += 1
+                items[item_id] = (now, stats.get(item_id))  # last: the newest read
+            self._totals[key] = (now, read_totals)
+            self._drop_beyond_capacity(key)
+        found = {i: items[i][1] for i in wanted if i in items}
+        return {i: s for i, s in found.items() if s is not None}, self._totals[key][1]
+
+    @staticmethod
+    def _due_besides(
+        items: dict[str, tuple[float, ItemStats | None]],
+        wanted: set[str],
+        now: float,
+        max_age: float,
+        reading: int,
+    ) -> list[str]:
+        """The policy's items not asked for and at least half ``max_age`` old, oldest first, to
+        fill the request (half: items read a little apart are read together from then on)."""
+        room = BATCH_GET_KEYS - 1 - reading  # the totals cell takes a key too
+        due: list[str] = []
+        for item_id, (read_at, _) in items.items():
+            if len(due) >= room or now - read_at < max_age / 2:
+                break
+            if item_id not in wanted:
+                due.append(item_id)
+        return due
+
+    def _drop_beyond_capacity(self, current: tuple[str, str]) -> None:
+        for key in [current, *(k for k in self._items if k != current)]:
+            items = self._items[key]
+            while self._count > self.capacity and items:
+                del items[next(iter(items))]
+                self._count -= 1
+            if self._count <= self.capacity:
+                return

@@ -41,6 +41,9 @@ class Settings:
     # The KMS key that seals webhook secrets, and how long a function keeps a secret it opened.
     webhook_secrets_key_id: str = ""
     webhook_secret_cache_seconds: float = 60.0
+    # How long a function trusts an API key it read: revocation, retirement and a key's new
+    # scopes take effect within this time (0 reads the key on every request).
+    api_key_cache_seconds: float = 3.0
 
 
 def _env(name: str, default: str) -> str:
@@ -77,6 +80,7 @@ def settings() -> Settings:
         sweep_passes=max(1, int(_env("SWEEP_PASSES", "2"))),
         webhook_secrets_key_id=_env("WEBHOOK_SECRETS_KEY_ID", ""),
         webhook_secret_cache_seconds=float(_env("WEBHOOK_SECRET_CACHE_SECONDS", "60")),
+        api_key_cache_seconds=float(_env("API_KEY_CACHE_SECONDS", "3")),
     )
 
 

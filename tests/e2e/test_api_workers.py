@@ -7,6 +7,7 @@ the gateway sets it, not the handler.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -130,6 +131,19 @@ def test_concurrent_requests_are_served_by_more_than_one_worker(served: Served) 
     assert len({answer["event_id"] for answer, _ in answers}) == CONCURRENT
     pids = {pid for _, pid in answers} | workers_seen(served.client)
     assert len(pids) == 2 and served.process.pid not in pids
+
+
+def test_a_killed_worker_is_replaced(served: Served) -> None:
+    # Given the two workers, one of which is killed (as the OOM killer would)
+    pids = workers_seen(served.client)
+    victim = min(pids)
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: gone(victim), 10, f"worker {victim} did not exit")
+    # When clients keep ranking (each answer is checked: no request fails)
+    after = workers_seen(served.client)
+    # Then they are answered by the survivor and a new worker in the dead one's place
+    assert victim not in after
+    assert len(after) == 2 and len(after - pids) == 1
 
 
 def test_rewards_posted_through_the_pool_are_learned(served: Served) -> None:

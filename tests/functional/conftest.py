@@ -13,9 +13,9 @@ import pytest
 from moto import mock_aws
 
 from functions.common import policy_store
-from functions.common.auth import NewKey, create_key, sign
+from functions.common.auth import NewKey, create_key, principals, sign
 from functions.common.aws import reset_clients
-from functions.common.settings import reset_settings
+from functions.common.settings import reset_settings, settings
 from functions.common.tables import unbind
 from local.lambda_events import FakeLambdaContext, proxy_event, response_json
 from local.resources import create_resources
@@ -61,6 +61,8 @@ def _reset_handler_state() -> None:
     import functions.rank.app as rank
     from functions.admin.openapi import openapi_document
     from functions.common import secret_box
+
+    principals.clear()
 
     rank._service = None
     learn._learner = None
@@ -118,6 +120,29 @@ class Api:
 @pytest.fixture
 def api(tenant: NewKey) -> Api:
     return Api(tenant)
+
+
+class KeyClock:
+    """The clock of the functions' API key cache, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def pass_cache_time(self) -> None:
+        """Let ``API_KEY_CACHE_SECONDS`` pass: every kept key is read again."""
+        self.now += settings().api_key_cache_seconds
+
+
+@pytest.fixture
+def key_clock(monkeypatch: pytest.MonkeyPatch) -> KeyClock:
+    """A hand-moved clock for the API key cache (``functions.common.auth.principals``)."""
+    clock = KeyClock()
+    monkeypatch.setattr(principals, "clock", clock)
+    principals.clear()
+    return clock
 
 
 def queue_depth(url: str) -> int:

@@ -58,23 +58,26 @@ def test_a_rank_through_a_local_function_is_recorded_under_it(
         assert function.invoke(rank_event(tenant))["statusCode"] == 200
     with record_aws_calls() as warm:
         assert function.invoke(rank_event(tenant))["statusCode"] == 200
-    # Then a warm rank reads key, policy and user, the candidates' popularity in one batch, and
-    # writes the decision: five DynamoDB calls, all of them the RankFunction's
+    # Then a warm rank reads policy and user (these tests keep no policy), the candidates'
+    # popularity in one batch, and writes the decision: four DynamoDB calls, all of them the
+    # RankFunction's; the API key read by the cold call is kept (API_KEY_CACHE_SECONDS)
     assert warm.by_operation() == {
-        ("RankFunction", "dynamodb", "GetItem"): 3,
+        ("RankFunction", "dynamodb", "GetItem"): 2,
         ("RankFunction", "dynamodb", "BatchGetItem"): 1,
         ("RankFunction", "dynamodb", "PutItem"): 1,
     }
-    assert warm.by_service() == {("RankFunction", "dynamodb"): 5}
+    assert warm.by_service() == {("RankFunction", "dynamodb"): 4}
     uses = warm.by_resource()
     assert uses[aws["DECISIONS_TABLE"]] == {"PutItem": {"requests": 1, "items": 1}}
-    assert uses[aws["KEYS_TABLE"]] == {"GetItem": {"requests": 1, "items": 1}}
+    assert aws["KEYS_TABLE"] not in uses
     # 10 candidates and the policy's totals cell
     assert uses[aws["COUNTERS_TABLE"]] == {"Get": {"requests": 1, "items": 11}}
-    # And the cold one also loads the exploration budget, one query per shard
+    # And the cold one also reads the key and loads the exploration budget, one query per shard
     assert cold.by_operation() - warm.by_operation() == {
-        ("RankFunction", "dynamodb", "Query"): shards
+        ("RankFunction", "dynamodb", "Query"): shards,
+        ("RankFunction", "dynamodb", "GetItem"): 1,
     }
+    assert cold.by_resource()[aws["KEYS_TABLE"]] == {"GetItem": {"requests": 1, "items": 1}}
     assert cold.summary()["by_function"] == {"RankFunction": {"dynamodb": 5 + shards}}
 
 
@@ -89,7 +92,7 @@ def test_the_context_variable_alone_attributes_calls(tenant: NewKey) -> None:
             assert lambda_handler(rank_event(tenant), FakeLambdaContext())["statusCode"] == 200
     finally:
         current_function.reset(running)
-    assert calls.by_service() == {("RankFunction", "dynamodb"): 5}
+    assert calls.by_service() == {("RankFunction", "dynamodb"): 4}
 
 
 def test_a_transaction_is_expanded_per_table_and_action(

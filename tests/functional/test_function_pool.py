@@ -128,6 +128,43 @@ def test_a_worker_killed_while_idle_is_replaced_before_the_next_event(
     assert pooled.replaced == 1 and len(pooled.pids) == 2
 
 
+def test_an_event_sent_to_a_worker_whose_death_is_not_yet_noticed_goes_to_another(
+    functions: dict[str, LocalFunction], pooled: WorkerPool
+) -> None:
+    # Given the worker that serves next, killed, while its process still looks alive (as when
+    # a kill lands after the check, or the exit is not reaped yet)
+    victim = response_json(call(functions, "Who"))["pid"]
+    dead = next(w for w in pooled._workers if w.pid == victim)
+    os.kill(victim, signal.SIGKILL)
+    dead.process.join(10)
+    dead.process.is_alive = lambda: True  # type: ignore[method-assign]
+    # When the next requests come, through the gateway
+    gateway = Gateway(api_routes(functions))
+    replies = [gateway.dispatch("POST", "/who", [], b"") for _ in range(3)]
+    # Then every one is answered by a live worker (the event never reached the dead one's
+    # handler), and the dead worker is replaced
+    assert [reply.status for reply in replies] == [200, 200, 200]
+    assert victim not in {json.loads(reply.body)["pid"] for reply in replies}
+    assert pooled.replaced == 1 and victim not in pooled.pids and len(pooled.pids) == 2
+
+
+def test_a_replacement_serves_once_it_is_ready(functions: dict[str, LocalFunction]) -> None:
+    # Given a pool of two workers, both of which crash
+    pool = pool_api_functions(functions, 2)
+    assert pool is not None
+    try:
+        with pytest.raises(FunctionCrashedError):
+            call(functions, "Crash")
+        with pytest.raises(FunctionCrashedError):
+            call(functions, "Crash")
+        # When the next event comes while both replacements are still importing
+        answer = response_json(call(functions, "Who"))
+        # Then it waits for a replacement and is answered by it
+        assert answer["pid"] in pool.pids and pool.replaced == 2
+    finally:
+        pool.stop()
+
+
 def test_a_handler_that_raises_gets_500_and_keeps_its_worker(
     functions: dict[str, LocalFunction], pooled: WorkerPool
 ) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from functions.admin.app import lambda_handler as admin_handler
 from functions.common import decision_store, model_store, policy_store
+from functions.common.settings import reset_settings
 from functions.learn.app import learner
 from functions.rank.app import lambda_handler as rank_handler
 from tests.functional.conftest import Api
@@ -156,3 +157,27 @@ def test_a_rollback_racing_the_learner_answers_409_and_changes_nothing(
     assert "retry" in error["detail"]
     assert [v.version for v in model_store.versions("acme", "for-you")] == [3, 2, 1]
     assert model_store.versions("acme", "for-you")[0].rolled_back_from is None
+
+
+def test_the_learner_keeps_the_last_versions_and_prunes_older_ones(
+    aws: dict[str, str], api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a learner that saves a version for every event it learns
+    monkeypatch.setenv("LEARN_EVENTS_PER_SAVE", "1")
+    reset_settings()
+    try:
+        # When it learns enough events for more than KEEP_VERSIONS saves
+        learn_some(api, model_store.KEEP_VERSIONS + model_store.PRUNE_EVERY)
+    finally:
+        reset_settings()
+    # Then the head and the versions just before it are kept, the oldest are gone, and the
+    # head still loads
+    kept = [info.version for info in model_store.versions("acme", "for-you")]
+    head = kept[0]
+    assert head == model_store.KEEP_VERSIONS + model_store.PRUNE_EVERY  # one per event
+    assert kept == list(range(head, head - len(kept), -1))
+    assert (
+        model_store.KEEP_VERSIONS <= len(kept) < model_store.KEEP_VERSIONS + model_store.PRUNE_EVERY
+    )
+    assert 1 not in kept
+    assert model_store.load("acme", "for-you", head).examples_learned > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from typing import Any
 
@@ -47,17 +48,42 @@ def test_cached_counts_serve_until_they_are_max_age_old(
     assert reads == [["a", "b", "never-shown"]]
 
     counters.add_popularity("acme", "for-you", {"a": (1, 1.0)})
-    clock.now += 4.9
-    # Within max_age nothing is read, the unknown item included; a new item is read alone.
+    clock.now += 2.4
+    # Within max_age nothing is read, the unknown item included; a new item is read alone
+    # while the others are less than half max_age old
     assert cache.get("acme", "for-you", ["a", "never-shown"])[0] == {"a": ItemStats(4.0, 1.0)}
     assert cache.get("acme", "for-you", ["a", "c"])[0] == {"a": ItemStats(4.0, 1.0)}
     assert reads == [["a", "b", "never-shown"], ["c"]]
 
-    clock.now += 0.2  # a, b, never-shown and the totals are now 5.1 s old; c is 0.2 s old
-    stats, totals = cache.get("acme", "for-you", ["a", "c"])
+    clock.now += 2.7  # a, b, never-shown and the totals are now 5.1 s old; c is 2.7 s old
+    stats, totals = cache.get("acme", "for-you", ["a"])
     assert stats == {"a": ItemStats(5.0, 2.0)}
     assert totals == ItemStats(7.0, 2.0)
-    assert reads[-1] == ["a"]
+    # The read of "a" also refreshed the policy's items half max_age old or more, in one request
+    assert reads[-1] == ["a", "b", "c", "never-shown"]
+    assert cache.get("acme", "for-you", ["b", "never-shown", "c"])[0] == {"b": ItemStats(2.0, 0.0)}
+    assert len(reads) == 3
+
+
+def test_items_come_due_together_so_a_catalog_is_read_about_once_per_max_age(
+    aws: dict[str, str], reads: list[list[str]]
+) -> None:
+    # Given a catalog of 60 items, and ranks of 10 random ones every 10 ms for 20 s
+    catalog = [f"item-{i}" for i in range(60)]
+    counters.add_popularity("acme", "for-you", {item: (1, 0.0) for item in catalog})
+    clock = Clock()
+    cache = PopularityCache(max_age=1.0, clock=clock)
+    rng = random.Random(7)
+    for step in range(2000):
+        if step == 100:
+            discovered = len(reads)  # the first second: the first sight of each item
+        stats, _ = cache.get("acme", "for-you", rng.sample(catalog, 10))
+        assert len(stats) == 10
+        clock.now += 0.01
+    # Then, once every item has been seen, reads come about once a second (19 s left), not on
+    # every rank that meets an item just come due
+    assert len(reads) - discovered <= 24
+    assert max(len(r) for r in reads) <= 99
 
 
 def test_max_age_zero_reads_every_time_and_tenants_stay_apart(

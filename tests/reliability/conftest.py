@@ -4,9 +4,9 @@ import pytest
 from moto.dynamodb.responses import DynamoHandler
 
 from local.moto_main import serialised_call_action
-from tests.functional.conftest import Api, api, aws, other_tenant, tenant
+from tests.functional.conftest import Api, api, aws, key_clock, other_tenant, tenant
 
-__all__ = ["Api", "api", "aws", "other_tenant", "serialised_dynamodb", "tenant"]
+__all__ = ["Api", "api", "aws", "key_clock", "other_tenant", "serialised_dynamodb", "tenant"]
 
 
 @pytest.fixture

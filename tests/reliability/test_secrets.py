@@ -24,7 +24,7 @@ from functions.common.auth import NewKey, create_key, sign
 from functions.common.errors import ConflictError
 from functions.common.settings import reset_settings
 from functions.rewards.app import lambda_handler as rewards_handler
-from tests.functional.conftest import Api, queue_depth
+from tests.functional.conftest import Api, KeyClock, queue_depth
 
 HEADER = "x-serendip-signature"
 BODY = json.dumps({"event_id": "evt-1", "item_id": "a", "type": "click"}).encode()
@@ -138,12 +138,12 @@ def test_a_rotated_secret_signs_beside_the_old_one_up_to_two(
     assert refused.value.field == "key_id"
 
 
-def test_a_retired_secret_is_refused_on_the_next_request_despite_the_cache(
-    aws: dict[str, str],
+def test_a_retired_secret_is_refused_once_the_key_is_read_again_despite_the_secret_cache(
     api: Api,
     tenant: NewKey,
     monkeypatch: pytest.MonkeyPatch,
     kms_calls: Calls,
+    key_clock: KeyClock,
 ) -> None:
     # Given opened secrets are cached for an hour, and both secrets were just used
     monkeypatch.setenv("WEBHOOK_SECRET_CACHE_SECONDS", "3600")
@@ -155,7 +155,9 @@ def test_a_retired_secret_is_refused_on_the_next_request_despite_the_cache(
     assert decrypts == 2  # each ciphertext opened once, then served from the cache
     # When the old secret is retired
     assert webhook_secrets.retire_secret(tenant.key_id, tenant.secret_id) == 1
-    # Then the very next request signed with it is refused; the new one still signs
+    # Then, once the key is read again (API_KEY_CACHE_SECONDS at most), the next request
+    # signed with it is refused; the new one still signs
+    key_clock.pass_cache_time()
     status, error, _ = post(api, tenant.webhook_secret)
     assert (status, error["detail"]) == (401, "signature does not match")
     assert post(api, added.webhook_secret)[0] == 202
@@ -164,6 +166,20 @@ def test_a_retired_secret_is_refused_on_the_next_request_despite_the_cache(
     with pytest.raises(ConflictError, match="last secret") as refused:
         webhook_secrets.retire_secret(tenant.key_id, added.secret_id)
     assert refused.value.field == "secret_id"
+
+
+def test_a_rotated_secret_signs_at_once_though_the_key_is_kept(
+    api: Api, tenant: NewKey, key_clock: KeyClock
+) -> None:
+    # Given the key was just read and kept by this container
+    assert post(api, tenant.webhook_secret)[0] == 202
+    # When a secret is added, and used before the key cache time has passed
+    added = webhook_secrets.rotate_secret(tenant.key_id)
+    # Then it signs at once (the refusal is checked against the key read again), as does the old
+    assert post(api, added.webhook_secret)[0] == 202
+    assert post(api, tenant.webhook_secret)[0] == 202
+    # And a stranger's secret is still refused
+    assert post(api, "whsec_not_this_keys")[0] == 401
 
 
 def test_a_ciphertext_moved_to_another_tenants_key_does_not_verify(

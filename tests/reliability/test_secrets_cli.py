@@ -17,7 +17,7 @@ from functions.common.auth import NewKey, create_key, sign
 from functions.rewards.app import lambda_handler as rewards_handler
 from local.cli import main as serendip
 from local.state import STATE_DIR_ENV
-from tests.functional.conftest import Api
+from tests.functional.conftest import Api, KeyClock
 
 BODY = json.dumps({"event_id": "evt-1", "item_id": "a"}).encode()
 
@@ -47,7 +47,7 @@ def listed(capsys: pytest.CaptureFixture[str], tenant: str) -> tuple[dict[str, A
 
 
 def test_rotate_then_retire_through_the_cli(
-    aws: dict[str, str], tenant: NewKey, capsys: pytest.CaptureFixture[str]
+    aws: dict[str, str], tenant: NewKey, capsys: pytest.CaptureFixture[str], key_clock: KeyClock
 ) -> None:
     # When a secret is added: it is printed once, with its id
     code, out, err = run(capsys, "rotate-secret", "--key-id", tenant.key_id)
@@ -57,7 +57,8 @@ def test_rotate_then_retire_through_the_cli(
     assert (added["key_id"], added["active_secrets"]) == (tenant.key_id, 2)
     assert "retire-secret" in err
     assert signs(tenant, tenant.webhook_secret) and signs(tenant, added["webhook_secret"])
-    # Then the old one is retired by its id, and stops signing
+    # Then the old one is retired by its id, and stops signing once the key is read again
+    # (API_KEY_CACHE_SECONDS at most)
     code, out, _ = run(
         capsys, "retire-secret", "--key-id", tenant.key_id, "--secret-id", tenant.secret_id
     )
@@ -68,6 +69,7 @@ def test_rotate_then_retire_through_the_cli(
         "retired": True,
         "active_secrets": 1,
     }
+    key_clock.pass_cache_time()
     assert not signs(tenant, tenant.webhook_secret)
     assert signs(tenant, added["webhook_secret"])
 
