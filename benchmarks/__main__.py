@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.api_workers import compare as compare_workers
+from benchmarks.api_workers import markdown as api_workers_markdown
 from benchmarks.bakeoff import ENCODINGS, bakeoff, run_count
 from benchmarks.cold_start import MODEL_SIZES, cold_start, stored_models
 from benchmarks.core_speed import QUICK_RANK_SIZES, RANK_SIZES, learning_throughput, rank_sizes
@@ -35,6 +37,7 @@ from benchmarks.stack_memory import QUICK_ROUNDS as QUICK_STACK_ROUNDS
 from benchmarks.stack_memory import ROUNDS as STACK_ROUNDS
 from benchmarks.stack_memory import markdown as stack_memory_markdown
 from benchmarks.stack_memory import stack_memory
+from local.function_pool import default_api_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -139,6 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     steps.begin("load", "load on the local stack: concurrent clients, rank and signed rewards")
     save("load", load_bench(quick))
+    worker_counts = sorted({1, default_api_workers()})
+    compare_seconds = 3.0 if quick else 30.0
+    steps.begin(
+        "concurrency by API workers",
+        f"16 clients, {compare_seconds:g} s per run, rank only and mixed, API workers "
+        + " and ".join(map(str, worker_counts)),
+    )
+    save("api_workers", compare_workers(worker_counts, compare_seconds))
     events = 10 if quick else 1_000
     steps.begin("learner through SQS", f"learner through SQS on moto: {events:,} events")
     learner = learner_bench(learning, events=events, progress=_note)
@@ -185,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         learning_loop=learning_loop_markdown,
         stack_memory=stack_memory_markdown,
         restart_survival=restart_survival_markdown,
+        api_workers=api_workers_markdown,
     )
     print(
         f"done in {steps.total():.0f}s; summaries in {args.doc} and {args.performance_doc}",

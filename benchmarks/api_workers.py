@@ -24,7 +24,7 @@ from benchmarks.load import FULL, cpu_split, load_bench
 
 COLUMNS = (
     "| API workers | requests | requests/s | rank p50 | rank p95 | rewards p95 | errors | lost "
-    "| CPU s: moto / stack process / API workers |"
+    "| CPU s: moto / stack process / API workers / learner |"
 )
 
 
@@ -33,7 +33,9 @@ def row(result: dict[str, Any]) -> str:
     rank, rewards = result["operations"]["rank"], result["operations"]["rewards"]
     split = result.get("cpu_s") or {}
     cpu = " / ".join(
-        f"{split[name]:.1f}" for name in ("moto", "stack", "api_workers") if name in split
+        f"{split[name]:.1f}"
+        for name in ("moto", "stack", "api_workers", "learner")
+        if name in split
     )
     cells = [
         str(result["api_workers"]),
@@ -45,6 +47,35 @@ def row(result: dict[str, Any]) -> str:
         cpu,
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+def compare(workers: list[int], seconds: float) -> dict[str, Any]:
+    """Rank-only and mixed load runs on fresh stacks, once per worker count."""
+    return {
+        "seconds": seconds,
+        "clients": FULL["clients"],
+        "rank_only": [rank_bench(api_workers=n, seconds=seconds) for n in workers],
+        "mixed": [load_bench(api_workers=n, seconds=seconds) for n in workers],
+    }
+
+
+def markdown(result: dict[str, Any]) -> list[str]:
+    """The "Concurrency by API workers" section of the benchmarks document, as lines."""
+    lines = [
+        "## Concurrency by API workers",
+        "",
+        f"{result['clients']} concurrent clients for {result['seconds']:g} s on a fresh stack per "
+        "row, 30 candidates per rank (`serendip serve --workers N`; with N > 1 the learner runs "
+        "in a process of its own too). Rank only: every client ranks in a loop, the learner off. "
+        "Mixed: ranks and signed reward posts as in the load run above, learning as it goes. "
+        "Targets (issue 12): >= 100 requests/s, rank p95 <= 200 ms, no errors.",
+        "",
+    ]
+    for name, runs in (("Rank only", result["rank_only"]), ("Mixed", result["mixed"])):
+        lines += [f"{name}:", "", COLUMNS, "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        lines += [row(run) for run in runs]
+        lines.append("")
+    return lines
 
 
 def _ms(operation: dict[str, Any], key: str) -> str:

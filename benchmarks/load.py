@@ -415,13 +415,14 @@ def _child_load(args: list[str]) -> dict[str, Any]:
 
 
 def cpu_split(stack: LocalStack) -> dict[str, float]:
-    """CPU seconds used so far by moto, by the stack's process and by its API workers.
+    """CPU seconds used so far by moto, the stack's process, its API workers and its learner.
 
     Read from ``/proc/PID/stat`` (Linux); empty where there is none. Workers replaced during
     the run are not counted.
     """
     pids = {"moto": [stack.state().moto_pid], "stack": [os.getpid()]}
     pids["api_workers"] = stack.pool.pids if stack.pool is not None else []
+    pids["learner"] = stack.learner_pool.pids if stack.learner_pool is not None else []
     split: dict[str, float] = {}
     try:
         for name, group in pids.items():

@@ -367,6 +367,7 @@ def performance_markdown(
     learning_loop: Renderer | None = None,
     stack_memory: Renderer | None = None,
     restart_survival: Renderer | None = None,
+    api_workers: Renderer | None = None,
 ) -> str:
     """The whole document for the results in ``results`` (see the module docstring)."""
     found = load_results(results)
@@ -376,6 +377,7 @@ def performance_markdown(
     sections.append(optional_section(results, "peers", peers))
     sections.append(_handler(found))
     sections.append(optional_section(results, "load", load))
+    sections.append(optional_section(results, "api_workers", api_workers))
     if learner := found.get("learner_speed"):
         sections.append(_learner(learner))
     sections.append(optional_section(results, "learning_loop", learning_loop))
@@ -404,6 +406,7 @@ def write_performance_doc(
     learning_loop: Renderer | None = None,
     stack_memory: Renderer | None = None,
     restart_survival: Renderer | None = None,
+    api_workers: Renderer | None = None,
 ) -> None:
     """Write ``doc`` from the results in ``results``; the renderers render their files."""
     doc.parent.mkdir(parents=True, exist_ok=True)
@@ -414,5 +417,6 @@ def write_performance_doc(
         learning_loop=learning_loop,
         stack_memory=stack_memory,
         restart_survival=restart_survival,
+        api_workers=api_workers,
     )
     doc.write_text(markdown)

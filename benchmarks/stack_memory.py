@@ -52,12 +52,20 @@ def _serve(info_path: str, keep_data: bool) -> None:
     from bandit.spec import load_spec
     from functions.common import policy_store
     from functions.common.auth import create_key
+    from local.function_pool import default_api_workers
     from local.stack import POLICIES_DIR, LocalStack
 
     with tempfile.TemporaryDirectory(prefix="serendip-state-") as state:
         os.environ["SERENDIP_STATE_DIR"] = state
         data_dir = Path(state) / "data" if keep_data else None
-        with LocalStack(port=0, record_state=False, log_level="ERROR", data_dir=data_dir) as stack:
+        stack = LocalStack(
+            port=0,
+            record_state=False,
+            log_level="ERROR",
+            data_dir=data_dir,
+            api_workers=default_api_workers(),  # as ``serendip serve`` runs by default
+        )
+        with stack:
             key = create_key(TENANT, {"rank", "reward", "admin"}, name="stack memory bench")
             spec = load_spec(POLICIES_DIR / "for-you.yaml").model_copy(update={"name": POLICY})
             policy_store.put(TENANT, spec)

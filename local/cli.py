@@ -142,11 +142,12 @@ def _add_serve(commands: Any) -> None:
     serve_parser.add_argument(
         "--workers",
         type=worker_count,
-        default=1,
+        default=default_api_workers(),
         metavar="N",
         help="worker processes serving the API, each one request at a time, as Lambda runs "
-        "one per container (default 1: the handlers run in this process; "
-        f"{default_api_workers()} suits this machine; experimental)",
+        "one per container; with more than 1 the learner runs in a process of its own too "
+        f"(default: one per CPU, at most 4: {default_api_workers()} here; 1 runs every handler "
+        "in this process)",
     )
     serve_parser.add_argument(
         "--no-learn",

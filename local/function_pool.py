@@ -339,11 +339,11 @@ class PooledFunction(LocalFunction):
     pool: WorkerPool | None = field(default=None, repr=False)
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        """The proxy response of a worker, with the worker's pid in ``x-serendip-worker``."""
+        """The worker's response (a proxy response names the worker in ``x-serendip-worker``)."""
         if self.pool is None:
             raise RuntimeError(f"{self.name} has no worker pool")
         response, pid = self.pool.invoke(self.name, event)
-        if isinstance(response, dict):
+        if isinstance(response, dict) and "statusCode" in response:  # a proxy response
             response["headers"] = {**(response.get("headers") or {}), WORKER_HEADER: str(pid)}
         return response
 
@@ -364,13 +364,46 @@ def pool_api_functions(
     if workers <= 1:
         return None
     api = [function for function in functions.values() if is_api_function(function)]
-    pool = WorkerPool(api, workers, dict(os.environ) if environment is None else environment)
+    return _pooled(
+        functions, api, workers, dict(os.environ) if environment is None else environment
+    )
+
+
+# The event function that runs in a process of its own beside pooled API functions: the learner
+# (Vowpal Wabbit learning and model saves, the heaviest work of the stack). The router and the
+# sweep are light and stay in the stack's process.
+OWN_PROCESS_FUNCTIONS = ("LearnFunction",)
+
+
+def pool_learner(
+    functions: dict[str, LocalFunction], environment: Mapping[str, str] | None = None
+) -> WorkerPool | None:
+    """Run the learner in a worker process of its own, as Lambda runs it in its own container.
+
+    Replaces ``LearnFunction`` in ``functions`` by a ``PooledFunction`` on a started pool of one
+    worker and returns the pool (stopped with the stack); None if there is no learner. The SQS
+    poller stays in the stack's process and hands each batch to the worker, so the learner's
+    CPU work no longer shares an interpreter with the gateway.
+    """
+    own = [functions[name] for name in OWN_PROCESS_FUNCTIONS if name in functions]
+    if not own:
+        return None
+    return _pooled(functions, own, 1, dict(os.environ) if environment is None else environment)
+
+
+def _pooled(
+    functions: dict[str, LocalFunction],
+    chosen: list[LocalFunction],
+    workers: int,
+    environment: Mapping[str, str],
+) -> WorkerPool:
+    pool = WorkerPool(chosen, workers, environment)
     try:
         pool.start()
     except BaseException:
         pool.stop()
         raise
-    for function in api:
+    for function in chosen:
         functions[function.name] = PooledFunction(
             name=function.name,
             handler_spec=function.handler_spec,

@@ -86,7 +86,8 @@ def _kept(stack: LocalStack) -> str:
 def _workers(stack: LocalStack) -> str:
     if stack.pool is None:
         return "1 (the API functions run in this process, one request at a time)"
-    return f"{stack.pool.size} processes, one request each at a time (--workers N)"
+    learner = ", and the learner in its own" if stack.learner_pool is not None else ""
+    return f"{stack.pool.size} processes, one request each at a time (--workers N){learner}"
 
 
 def banner(stack: LocalStack, state_file: Path | None) -> str:

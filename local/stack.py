@@ -37,7 +37,7 @@ from typing import Any
 import boto3
 
 from local.aws_env import moto_environment, reset_aws_state
-from local.function_pool import WorkerPool, pool_api_functions
+from local.function_pool import WorkerPool, pool_api_functions, pool_learner
 from local.gateway import Gateway, GatewayServer, api_routes
 from local.lambda_events import LocalFunction, template_functions
 from local.moto_process import MotoProcess
@@ -110,6 +110,8 @@ class LocalStack:
         # > 1: the API functions run in that many worker processes (local.function_pool)
         self.api_workers = api_workers
         self.pool: WorkerPool | None = None
+        # With pooled API functions, the learner runs in a worker process of its own too.
+        self.learner_pool: WorkerPool | None = None
         self._given_secret = webhook_secret is not None
         self.api_key = api_key or "sk_local_" + secrets.token_urlsafe(24)
         self.webhook_secret = webhook_secret or "whsec_local_" + secrets.token_urlsafe(24)
@@ -163,6 +165,8 @@ class LocalStack:
             self._seed()
             self.functions = self._local_functions()
             self.pool = pool_api_functions(self.functions, self.api_workers)
+            if self.pool is not None and self.learn:
+                self.learner_pool = pool_learner(self.functions)
             self._start_gateway()
             self._start_workers()
             if self.record_state:
@@ -190,6 +194,9 @@ class LocalStack:
             for poller in self.pollers:
                 poller.stop()
             self.schedulers, self.pollers = [], []
+            if self.learner_pool is not None:  # after its poller: no batch is in flight
+                self.learner_pool.stop()
+                self.learner_pool = None
             if self.record_state:
                 clear_state(self.name, pid=os.getpid())
             if self._moto is not None:
