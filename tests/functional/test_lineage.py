@@ -13,9 +13,9 @@ import pytest
 
 from functions.admin.app import lambda_handler as admin_handler
 from functions.common import decision_store, model_store, policy_store
-from functions.common.settings import reset_settings
 from functions.learn.app import learner
 from functions.rank.app import lambda_handler as rank_handler
+from local.lambda_events import current_function
 from tests.functional.conftest import Api
 
 RANK = "/v1/policies/{policy}/rank"
@@ -159,25 +159,28 @@ def test_a_rollback_racing_the_learner_answers_409_and_changes_nothing(
     assert model_store.versions("acme", "for-you")[0].rolled_back_from is None
 
 
-def test_the_learner_keeps_the_last_versions_and_prunes_older_ones(
-    aws: dict[str, str], api: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Given a learner that saves a version for every event it learns
-    monkeypatch.setenv("LEARN_EVENTS_PER_SAVE", "1")
-    reset_settings()
+def test_model_saves_keep_the_last_versions_and_prune_older_ones(api: Api) -> None:
+    # Given a policy with a learned model
+    learn_some(api, 1)
+    (first,) = model_store.versions("acme", "for-you")
+    model = model_store.load("acme", "for-you", first.version)
+    # When the learner (as the LearnFunction: its role must allow pruning) saves more than
+    # KEEP_VERSIONS versions
+    saves = model_store.KEEP_VERSIONS + model_store.PRUNE_EVERY
+    running = current_function.set("LearnFunction")
     try:
-        # When it learns enough events for more than KEEP_VERSIONS saves
-        learn_some(api, model_store.KEEP_VERSIONS + model_store.PRUNE_EVERY)
+        for head in range(first.version, first.version + saves):
+            model_store.save("acme", "for-you", model, expected_head=head)
     finally:
-        reset_settings()
+        current_function.reset(running)
     # Then the head and the versions just before it are kept, the oldest are gone, and the
     # head still loads
     kept = [info.version for info in model_store.versions("acme", "for-you")]
     head = kept[0]
-    assert head == model_store.KEEP_VERSIONS + model_store.PRUNE_EVERY  # one per event
+    assert head == first.version + saves
     assert kept == list(range(head, head - len(kept), -1))
     assert (
         model_store.KEEP_VERSIONS <= len(kept) < model_store.KEEP_VERSIONS + model_store.PRUNE_EVERY
     )
-    assert 1 not in kept
-    assert model_store.load("acme", "for-you", head).examples_learned > 0
+    assert first.version not in kept
+    assert model_store.load("acme", "for-you", head).examples_learned == model.examples_learned
