@@ -14,6 +14,7 @@ from typing import IO, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from bandit.domain import Candidate, Reward
+from bandit.history import History
 
 FORMAT_VERSION = 1
 
@@ -98,6 +99,8 @@ class DecisionRecord(_Record):
     spec_version: int = 1
     timestamp: float
     context: dict[str, Any] = Field(default_factory=dict)
+    # The user's history snapshot the slate was drawn with (policies with ``history`` on).
+    history: History | None = None
     user_id: str | None = None
     segment: str
     candidates: list[LoggedCandidate]

@@ -181,9 +181,13 @@ def render(namespaces: Iterable[Namespace]) -> str:
     return " ".join(f"|{name} {' '.join(tokens)}" for name, tokens in namespaces)
 
 
-def shared_line(context: Mapping[str, Any]) -> str:
-    """The ``shared`` line of a cb_adf example for ``context``."""
-    body = render(context_namespaces(context))
+def shared_line(context: Mapping[str, Any], extra: Namespace | None = None) -> str:
+    """The ``shared`` line of a cb_adf example for ``context`` (and an ``extra`` namespace,
+    such as the user's history, ``bandit.history``)."""
+    namespaces = context_namespaces(context)
+    if extra is not None:
+        namespaces.append(extra)
+    body = render(namespaces)
     return f"shared {body}" if body else "shared |"
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from bandit.cost import check_slot_work, slot_work
 from bandit.decision_log import DecisionRecord
 from bandit.features import action_lines, shared_line
+from bandit.history import history_namespace
 from bandit.rewards import record_outcome
 from bandit.slate import SlateConstraints, allowed_mask
 from bandit.spec import PolicySpec
@@ -58,7 +59,7 @@ def slot_examples(record: DecisionRecord, spec: PolicySpec) -> list[SlotExample]
     """The VW examples of a closed event, one per shown slot, in position order."""
     candidates = [c.to_candidate() for c in record.candidates]
     lines = action_lines(candidates)
-    shared = shared_line(record.context)
+    shared = shared_line(record.context, history_namespace(record.history))
     index = {candidate.id: i for i, candidate in enumerate(candidates)}
     constraints = constraints_of(record)
     outcome = record_outcome(record, spec.rewards)

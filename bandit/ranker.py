@@ -29,6 +29,7 @@ from bandit.domain import Candidate, Slot
 from bandit.errors import FieldError
 from bandit.exploration import distribution
 from bandit.features import ActionLines, shared_line
+from bandit.history import History, history_namespace
 from bandit.slate import SlateConstraints, sample_slate, seed_for
 from bandit.spec import ExplorationAlgorithm, PolicySpec
 from bandit.vw import VWModel
@@ -46,6 +47,7 @@ class RankRequest:
     slate_size: int | None = None
     exclude: Collection[str] = ()
     timestamp: float | None = None
+    history: History | None = None  # the user's history snapshot, when the spec uses it
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class RankResult:
             spec_version=spec.version,
             timestamp=self.timestamp,
             context=dict(request.context),
+            history=request.history,
             user_id=request.user_id,
             segment=self.segment,
             candidates=[LoggedCandidate.of(c) for c in request.candidates],
@@ -130,7 +133,7 @@ class Ranker:
 
     def scores(self, request: RankRequest, segment: str) -> np.ndarray:
         """Expected-reward scores of the candidates (model blended with the prior)."""
-        shared = shared_line(request.context)
+        shared = shared_line(request.context, history_namespace(request.history))
         actions = self.lines(request.candidates)
         check_slot_work(self.model.args, shared, actions)
         model_scores = self.model.score(shared, actions)

@@ -81,7 +81,9 @@ def slot_probabilities(ranker: Ranker, record: DecisionRecord) -> list[float]:
     spec = ranker.spec
     candidates = [c.to_candidate() for c in record.candidates]
     index = {c.id: i for i, c in enumerate(candidates)}
-    request = RankRequest(record.event_id, record.context, candidates, record.user_id)
+    request = RankRequest(
+        record.event_id, record.context, candidates, record.user_id, history=record.history
+    )
     scores = ranker.scores(request, record.segment)
     weights = exploration_weights(
         candidates, spec.cold_start.new_item, record.timestamp, ranker.prior

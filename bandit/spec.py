@@ -146,6 +146,21 @@ class DiversitySpec(_Frozen):
     max_per_creator: int | None = Field(None, ge=1, le=MAX_COUNT)
 
 
+class HistorySpec(_Frozen):
+    """The user's history as features (namespace ``H``, ``bandit.history``): off by default.
+
+    ``items`` recent rewarded item ids, the ``categories`` and ``creators`` with the most
+    recency-weighted reward (each older event weighs ``decay`` times the next). Cross it with
+    the items in ``vw.args`` (``-q HI``) for "users who liked this like that".
+    """
+
+    enabled: bool = False
+    items: int = Field(10, ge=0, le=50)
+    categories: int = Field(5, ge=0, le=50)
+    creators: int = Field(5, ge=0, le=50)
+    decay: float = Field(0.9, gt=0.0, le=1.0)
+
+
 class RewardSpec(_Frozen):
     """How posted outcomes become the reward VW learns (cost = -reward)."""
 
@@ -182,6 +197,7 @@ class PolicySpec(_Frozen):
     cold_start: ColdStartSpec = ColdStartSpec()
     diversity: DiversitySpec = DiversitySpec()
     rewards: RewardSpec = RewardSpec()
+    history: HistorySpec = HistorySpec()
 
     @model_validator(mode="after")
     def _consistent(self) -> PolicySpec:

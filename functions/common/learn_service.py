@@ -24,6 +24,7 @@ from typing import Any
 
 from bandit.cost import MAX_SLOT_WORK
 from bandit.decision_log import DecisionRecord
+from bandit.history import Rewarded
 from bandit.learning import SlotExample, examples_work, learn_examples, slot_examples
 from bandit.rewards import record_closed, record_outcome, window_spec
 from bandit.spec import PolicySpec
@@ -377,17 +378,17 @@ class Learner:
         """Popularity counters and user profiles, one write per user and a few for every item
         (best effort: the model is already saved)."""
         popularity: dict[str, tuple[int, float]] = {}
-        profiles: dict[str, tuple[int, list[str]]] = {}
+        profiles: dict[str, tuple[int, list[Rewarded]]] = {}
         for record in records:
             outcome = record_outcome(record, spec.rewards)
-            categories = {c.id: c.category for c in record.candidates}
-            rewarded: list[str] = []
+            offered = {c.id: c for c in record.candidates}
+            rewarded: list[Rewarded] = []
             for item, reward in outcome.per_item.items():
                 impressions, total = popularity.get(item, (0, 0.0))
                 popularity[item] = (impressions + 1, total + reward)
-                category = categories.get(item)
-                if reward > 0 and category:
-                    rewarded.append(category)
+                if reward > 0 and item in offered:
+                    candidate = offered[item]
+                    rewarded.append(Rewarded(item, candidate.category, candidate.creator))
             if record.user_id:
                 events, seen = profiles.get(record.user_id, (0, []))
                 profiles[record.user_id] = (events + 1, seen + rewarded)

@@ -15,6 +15,7 @@ from bandit.budget import ExplorationBudget
 from bandit.coldstart import PopularityPrior, model_weight
 from bandit.domain import Candidate
 from bandit.features import ActionLines
+from bandit.history import History, snapshot
 from bandit.ranker import Ranker, RankRequest
 from bandit.spec import PolicySpec
 from functions.common import catalog, counters, decision_store, policy_store, users
@@ -79,7 +80,8 @@ class RankService:
         spec = stored.spec
         cached, degraded = self.models.get(tenant, policy, spec, stored.head_version)
         candidates = self._candidates(tenant, body)
-        interactions = self._interactions(tenant, body.user_id)
+        profile = self._profile(tenant, body.user_id)
+        interactions = profile.interactions
         segment = spec.segment_for(interactions).name
         prior = self._prior(tenant, spec, cached.model.examples_learned, segment, candidates)
         ranker = Ranker(
@@ -101,6 +103,7 @@ class RankService:
                 slate_size=body.slate_size,
                 exclude=body.exclude,
                 timestamp=now,
+                history=_history(spec, profile),
             )
         )
         record = result.record(spec, cached.version, deferred=body.defer_activation)
@@ -141,16 +144,16 @@ class RankService:
         }
 
     @staticmethod
-    def _interactions(tenant: str, user_id: str | None) -> int:
+    def _profile(tenant: str, user_id: str | None) -> users.Profile:
         try:
-            return users.interactions(tenant, user_id)
+            return users.profile(tenant, user_id)
         except StorageError as exc:
             # The slate can still be drawn (and its probabilities logged exactly) for the user
             # as if new; refusing to rank would turn a profile outage into a rank outage.
             logger.warning(
                 "user profile unavailable; ranking as a new user", extra={"error": exc.detail}
             )
-            return 0
+            return users.Profile()
 
     @staticmethod
     def _candidates(tenant: str, body: RankBody) -> list[Candidate]:
@@ -191,3 +194,17 @@ class RankService:
             logger.warning("popularity unavailable", extra={"error": exc.detail})
             stats, totals = {}, None
         return PopularityPrior(stats, smoothing, totals)
+
+
+def _history(spec: PolicySpec, profile: users.Profile) -> History | None:
+    """The history snapshot the spec asks for (logged with the decision), or None when off."""
+    settings_ = spec.history
+    if not settings_.enabled:
+        return None
+    return snapshot(
+        profile.rewarded,
+        items=settings_.items,
+        categories=settings_.categories,
+        creators=settings_.creators,
+        decay=settings_.decay,
+    )

@@ -167,7 +167,7 @@ class CatalogItem(StoredModel):
 
 
 class UserItem(StoredModel):
-    """A user's interaction count (maturity segment) and recent categories."""
+    """A user's interaction count (maturity segment), recent rewarded items and categories."""
 
     class Meta:
         table_name = UNBOUND
@@ -175,6 +175,8 @@ class UserItem(StoredModel):
     pk = UnicodeAttribute(hash_key=True)  # tenant#user_id
     interactions = NumberAttribute(default=0)
     recent_categories = ListAttribute(default=list)  # type: ignore[var-annotated]
+    # The last rewarded items, oldest first: {"i": item id, "c": category, "r": creator}.
+    recent_rewarded = ListAttribute(default=list)  # type: ignore[var-annotated]
     version = VersionAttribute()  # every save is conditional on the version read
 
 

@@ -1,8 +1,15 @@
-"""User profiles: interaction counts (maturity segments) and recent categories."""
+"""User profiles: interaction counts (maturity segments) and what recently earned reward.
+
+A profile keeps the user's learned-event count and the last ``MAX_ITEMS`` rewarded items with
+their category and creator (``recent_rewarded``, oldest first), from which rank builds the
+history features of policies that use them (``bandit.history``); ``recent_categories`` keeps
+the last ``RECENT_CATEGORIES`` rewarded categories as before.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError
 from pynamodb.transactions import TransactWrite
@@ -14,6 +21,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from bandit.history import MAX_ITEMS, Rewarded
 from functions.common.errors import StorageError
 from functions.common.tables import UserItem, bind, transaction_connection
 
@@ -26,34 +34,53 @@ def _key(tenant: str, user_id: str) -> str:
     return f"{tenant}#{user_id}"
 
 
-def interactions(tenant: str, user_id: str | None) -> int:
-    """How many events of this user have been learned (0 for unknown or anonymous users)."""
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What rank reads of a user: the learned-event count and the rewarded items, oldest first."""
+
+    interactions: int = 0
+    rewarded: tuple[Rewarded, ...] = ()
+
+
+def profile(tenant: str, user_id: str | None) -> Profile:
+    """The user's profile (empty for unknown or anonymous users), in one read."""
     if not user_id:
-        return 0
+        return Profile()
     bind()
     try:
-        return int(UserItem.get(_key(tenant, user_id)).interactions)
+        item = UserItem.get(_key(tenant, user_id))
     except DoesNotExist:
-        return 0
+        return Profile()
     except PynamoDBException as exc:
         raise StorageError(f"user profiles unavailable: {exc.msg}") from exc
+    rewarded = tuple(
+        Rewarded(str(entry.get("i", "")), entry.get("c"), entry.get("r"))
+        for entry in (item.recent_rewarded or [])
+        if isinstance(entry, dict) and entry.get("i")
+    )
+    return Profile(int(item.interactions), rewarded)
+
+
+def interactions(tenant: str, user_id: str | None) -> int:
+    """How many events of this user have been learned (0 for unknown or anonymous users)."""
+    return profile(tenant, user_id).interactions
 
 
 def record_interaction(
-    tenant: str, user_id: str, categories: Sequence[str], events: int = 1
+    tenant: str, user_id: str, rewarded: Sequence[Rewarded], events: int = 1
 ) -> None:
     """Count ``events`` learned events for one user (see ``record_interactions``)."""
-    record_interactions(tenant, {user_id: (events, list(categories))})
+    record_interactions(tenant, {user_id: (events, list(rewarded))})
 
 
-def record_interactions(tenant: str, learned: Mapping[str, tuple[int, Sequence[str]]]) -> None:
-    """Add learned events and rewarded categories to many users' profiles at once.
+def record_interactions(tenant: str, learned: Mapping[str, tuple[int, Sequence[Rewarded]]]) -> None:
+    """Add learned events and rewarded items to many users' profiles at once.
 
-    ``learned`` maps a user id to (events learned, categories that earned reward). Profiles are
-    read 100 per request and written 100 per transaction, each conditional on the version read
-    (learners of different policies may write one user at once: the loser reads again), so the
-    counts are exact at two requests per hundred users. The category list keeps the last
-    ``RECENT_CATEGORIES``.
+    ``learned`` maps a user id to (events learned, the items that earned reward, oldest first).
+    Profiles are read 100 per request and written 100 per transaction, each conditional on the
+    version read (learners of different policies may write one user at once: the loser reads
+    again), so the counts are exact at two requests per hundred users. A profile keeps the last
+    ``MAX_ITEMS`` rewarded items and the last ``RECENT_CATEGORIES`` rewarded categories.
     """
     if not learned:
         return
@@ -66,8 +93,8 @@ def record_interactions(tenant: str, learned: Mapping[str, tuple[int, Sequence[s
         for start in range(0, len(pending), MAX_TRANSACTION_ITEMS):
             try:
                 with TransactWrite(connection=transaction_connection()) as transaction:
-                    for key, (events, categories) in pending[start : start + MAX_TRANSACTION_ITEMS]:
-                        transaction.save(_updated(current.get(key), key, events, categories))
+                    for key, (events, rewarded) in pending[start : start + MAX_TRANSACTION_ITEMS]:
+                        transaction.save(_updated(current.get(key), key, events, rewarded))
             except TransactWriteError as exc:
                 if any(
                     reason is not None and reason.code == "ConditionalCheckFailed"
@@ -99,9 +126,24 @@ class _ChangedMeanwhileError(Exception):
     """A profile changed between our read and our conditional write."""
 
 
-def _updated(item: UserItem | None, key: str, events: int, categories: Sequence[str]) -> UserItem:
+def _updated(
+    item: UserItem | None, key: str, events: int, rewarded: Sequence[Rewarded]
+) -> UserItem:
     if item is None:
-        item = UserItem(key, interactions=0, recent_categories=[])
+        item = UserItem(key, interactions=0, recent_categories=[], recent_rewarded=[])
     item.interactions = int(item.interactions or 0) + events
+    categories = [entry.category for entry in rewarded if entry.category]
     item.recent_categories = [*(item.recent_categories or []), *categories][-RECENT_CATEGORIES:]
+    entries = [_stored(entry) for entry in rewarded]
+    item.recent_rewarded = [*(item.recent_rewarded or []), *entries][-MAX_ITEMS:]
     return item
+
+
+def _stored(entry: Rewarded) -> dict[str, str]:
+    """A rewarded item as the profile stores it (short keys: it is read on every rank)."""
+    stored = {"i": entry.item_id}
+    if entry.category:
+        stored["c"] = entry.category
+    if entry.creator:
+        stored["r"] = entry.creator
+    return stored
