@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from functions.common.auth import SCOPES
 
@@ -86,7 +86,7 @@ def _kept(stack: LocalStack) -> str:
 def _workers(stack: LocalStack) -> str:
     if stack.pool is None:
         return "1 (the API functions run in this process, one request at a time)"
-    learner = ", and the learner in its own" if stack.learner_pool is not None else ""
+    learner = "; the learner in a process of its own" if stack.learner_pool is not None else ""
     return f"{stack.pool.size} processes, one request each at a time (--workers N){learner}"
 
 
@@ -130,8 +130,11 @@ def banner(stack: LocalStack, state_file: Path | None) -> str:
     return "\n".join(lines)
 
 
-def _wait_for_signal() -> None:
-    """Block until SIGINT (Ctrl-C), SIGTERM or SIGHUP; restore the previous handlers.
+def _wait_for_signal() -> dict[signal.Signals, Any]:
+    """Block until SIGINT (Ctrl-C), SIGTERM or SIGHUP; return the handlers it replaced.
+
+    Its handlers stay in place after it returns, so signals that follow (a second Ctrl-C) only
+    ask again for the stop already under way; ``_restore_signals`` puts the old ones back.
 
     SIGHUP (its terminal closed) stops it cleanly too: its state is saved and its state file
     removed, as on Ctrl-C.
@@ -147,12 +150,15 @@ def _wait_for_signal() -> None:
         *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else []),
     ]
     previous = {sig: signal.signal(sig, request_stop) for sig in signals}
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    while not stop.wait(0.5):
+        pass
+    return previous
+
+
+def _restore_signals(previous: dict[signal.Signals, Any]) -> None:
+    """Put back the handlers ``_wait_for_signal`` replaced (once the stack has stopped)."""
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -210,11 +216,15 @@ def serve(args: argparse.Namespace) -> int:
     except MotoStartError as error:  # e.g. a snapshot it cannot restore
         print(f"serendip serve: {error}", file=sys.stderr)
         return 1
+    previous: dict[signal.Signals, Any] = {}
     try:
         print(banner(stack, None), flush=True)
-        _wait_for_signal()
+        previous = _wait_for_signal()
         print("\nstopping...", flush=True)
     finally:
+        # Our handlers stay while the stack stops: a second Ctrl-C (or a SIGTERM beside it)
+        # must not interrupt the stop and its last snapshot.
         stack.stop()
+        _restore_signals(previous)
     print("stopped", flush=True)
     return 0

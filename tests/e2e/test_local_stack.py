@@ -366,3 +366,32 @@ def test_serve_runs_prints_its_banner_and_stops_cleanly_on_sigterm(tmp_path: Pat
     assert "stopped" in "".join(lines), stderr
     assert "Traceback" not in stderr, stderr
     assert not (tmp_path / "stacks" / "default.json").exists()
+
+
+def test_a_second_ctrl_c_during_the_stop_does_not_interrupt_it(tmp_path: Path) -> None:
+    # Given a running serve
+    port = free_port()
+    process = subprocess.Popen(
+        [PYTHON, "-m", "local.cli", "serve", "--port", str(port), "--workers", "1"],
+        cwd=ROOT,
+        env=child_env(SERENDIP_STATE_DIR=str(tmp_path)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_health(f"http://127.0.0.1:{port}")
+        # When an impatient user presses Ctrl-C twice, then once more
+        for _ in range(3):
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        code = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    out, err = process.communicate()
+    # Then the stop runs to its end, cleanly: exit 0, no traceback, the state file removed
+    assert code == 0, err
+    assert "stopped" in out and "Traceback" not in err, err
+    assert not (tmp_path / "stacks" / "default.json").exists()
