@@ -37,6 +37,7 @@ from benchmarks.stack_memory import QUICK_ROUNDS as QUICK_STACK_ROUNDS
 from benchmarks.stack_memory import ROUNDS as STACK_ROUNDS
 from benchmarks.stack_memory import markdown as stack_memory_markdown
 from benchmarks.stack_memory import stack_memory
+from benchmarks.taste import taste_bench
 from local.function_pool import default_api_workers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         "bakeoff",
         bakeoff(datasets, shuffles=shuffles, progress=_progress("learner runs", runs)),
     )
+    taste_rounds = 400 if quick else 20_000
+    steps.begin(
+        "taste world", f"taste world: for-you with and without history, {taste_rounds:,} rounds"
+    )
+    save("taste", taste_bench(taste_rounds))
     steps.begin("rank handler on moto", f"rank handler on moto: {min(calls, 500):,} calls")
     save("handler_speed", {"rank_handler_moto": rank_handler_latency(calls=min(calls, 500))})
     http_calls = 10 if quick else 200

@@ -8,6 +8,7 @@ from typing import Any
 
 from benchmarks.bakeoff import markdown as bakeoff_markdown
 from benchmarks.estimator_coverage import markdown as coverage_markdown
+from benchmarks.taste import markdown as taste_markdown
 
 HEADER = """# Benchmarks
 
@@ -194,6 +195,7 @@ def write_report(results: Path, doc: Path) -> None:
     handler = _load(results, "handler_speed")
     estimators = _load(results, "estimator_coverage")
     bake = _load(results, "bakeoff")
+    taste = _load(results, "taste")
     lines = [HEADER, *_targets(quality, news, speed), *_coverage_targets(estimators), ""]
     if quality:
         lines += [*_quality(quality), ""]
@@ -205,6 +207,8 @@ def write_report(results: Path, doc: Path) -> None:
         lines += [*coverage_markdown(estimators), ""]
     if bake:
         lines += [*bakeoff_markdown(bake), ""]
+    if taste:
+        lines += [*taste_markdown(taste), ""]
     any_result = quality or news or speed
     if any_result:
         lines += [*_machine(any_result), ""]
