@@ -14,7 +14,7 @@ from typing import IO, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from bandit.domain import Candidate, Reward
-from bandit.history import History
+from bandit.learn.history import History
 
 FORMAT_VERSION = 1
 

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bandit.errors import SpecError
-from bandit.vw_args import (
+from bandit.serve.vw_args import (
     EXPLORATION_FLAGS,
     validate_cb_type,
     validate_vw_args,
@@ -147,7 +147,7 @@ class DiversitySpec(_Frozen):
 
 
 class HistorySpec(_Frozen):
-    """The user's history as features (namespace ``H``, ``bandit.history``): off by default.
+    """The user's history as features (namespace ``H``, ``bandit.learn.history``): off by default.
 
     ``items`` recent rewarded item ids, the ``categories`` and ``creators`` with the most
     recency-weighted reward (each older event weighs ``decay`` times the next). Cross it with

@@ -146,7 +146,7 @@ def _child_rank(args: list[str]) -> dict[str, Any]:
 
 def _ranks(stack: Any, seed: int, deadline: float) -> list[tuple[float, int]]:
     """Rank for simulated users until ``deadline``: (seconds, status) per request."""
-    from bandit.simulation import Population
+    from bandit.simulate.simulation import Population
     from local.client import SerendipClient
     from local.demo import rank_body
 

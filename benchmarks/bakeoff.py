@@ -7,7 +7,7 @@ with. The score is progressive-validation (PV) loss: the share of examples whose
 wrong, each picked before it is learned.
 
 Every example is a ``shared`` line with the standardised features as weighted features of one
-context namespace ``Cx`` (written by ``bandit.features.shared_line``) and one action line
+context namespace ``Cx`` (written by ``bandit.serve.features.shared_line``) and one action line
 ``|I class=<k>`` per class; ``-q CI`` crosses them, so every class gets its own linear model.
 Rows of two families run on the same example orders: the Bake-off's best settings in VW's own
 ``--cb_explore_adf`` exploration (``family="vw"``), and serendip's serving path (``"serendip"``):
@@ -26,11 +26,11 @@ import numpy as np
 from sklearn import datasets as sk_datasets
 from vowpalwabbit import Workspace
 
-from bandit.exploration import distribution
-from bandit.features import shared_line
-from bandit.slate import sample_slate
+from bandit.serve.exploration import distribution
+from bandit.serve.features import shared_line
+from bandit.serve.slate import sample_slate
+from bandit.serve.vw import VWModel
 from bandit.spec import ExplorationAlgorithm, ExplorationSpec
-from bandit.vw import VWModel
 
 LOADERS: dict[str, Callable[..., Any]] = {
     "digits": sk_datasets.load_digits,

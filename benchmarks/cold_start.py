@@ -33,7 +33,7 @@ from benchmarks.fresh_process import (
 )
 
 if TYPE_CHECKING:
-    from bandit.vw import VWModel
+    from bandit.serve.vw import VWModel
 
 RANK_PATH = "/v1/policies/{policy}/rank"
 # Model sizes (serialised bytes) timed for save and load; cold start uses the two named below.
@@ -48,7 +48,7 @@ COLD_START_SIZES = ("100 KB", "4 MB")
 
 def rank_event(policy: str, api_key: str, seed: int, candidates: int = 100, slots: int = 10) -> Any:
     """An API Gateway proxy event ranking ``candidates`` simulated items into ``slots``."""
-    from bandit.simulation import Population
+    from bandit.simulate.simulation import Population
     from local.demo import rank_body
     from local.lambda_events import proxy_event
 
@@ -104,7 +104,7 @@ def _setup(args: list[str]) -> dict[str, Any]:
 
     resources = create_resources(STACK)
     os.environ.update(resources)
-    from bandit.ranker import build_model
+    from bandit.serve.ranker import build_model
     from bandit.spec import load_spec, parse_spec
     from functions.common import model_store, policy_store
     from functions.common.auth import create_key

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from bandit.decision_log import DecisionRecord, LoggedReward
-from bandit.learning import learn_record
-from bandit.ranker import Ranker, RankRequest
-from bandit.simulation import Population
+from bandit.learn.learning import learn_record
+from bandit.serve.ranker import Ranker, RankRequest
+from bandit.simulate.simulation import Population
 from bandit.spec import parse_spec
 
 

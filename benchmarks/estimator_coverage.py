@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bandit.ope import METHODS, estimate
+from bandit.evaluate.ope import METHODS, estimate
 
 TARGET_COVERAGE = 0.90
 COVERAGE_TARGETS = ("snips", "dr")

@@ -43,7 +43,7 @@ def rank_handler_latency(
 
 
 def _measure(calls: int, candidates: int, slots: int) -> dict[str, Any]:
-    from bandit.simulation import Population
+    from bandit.simulate.simulation import Population
     from functions.common import policy_store
     from functions.common.auth import create_key
     from functions.common.aws import reset_clients

@@ -31,7 +31,7 @@ PATH = "/v1/policies/for-you/rank"
 
 
 def _bodies(count: int, candidates: int, slots: int) -> list[bytes]:
-    from bandit.simulation import Population
+    from bandit.simulate.simulation import Population
     from local.demo import rank_body
 
     population = Population(seed=3, candidates=candidates)

@@ -46,8 +46,8 @@ def _setup(args: list[str]) -> dict[str, Any]:
     os.environ.update(resources)
     import numpy as np
 
-    from bandit.ranker import Ranker
-    from bandit.simulation import Population
+    from bandit.serve.ranker import Ranker
+    from bandit.simulate.simulation import Population
     from benchmarks.core_speed import logged_events
     from functions.common import decision_store, policy_store
     from functions.common.aws import sqs

@@ -95,7 +95,7 @@ def _posted(client: SerendipClient, rewards: list[dict[str, Any]]) -> None:
 def _child_requests(args: list[str]) -> dict[str, Any]:
     """Child: rank, reward and learn ``events`` events on a fresh stack, counting AWS calls."""
     events = int(args[0])
-    from bandit.simulation import Population
+    from bandit.simulate.simulation import Population
     from local.aws_calls import record_aws_calls
     from local.client import SerendipClient
     from local.demo import rank_body
@@ -161,7 +161,7 @@ def requests_per_event(events: int) -> dict[str, Any]:
 def _child_freshness(args: list[str]) -> dict[str, Any]:
     """Child: ``trials`` times, rank, reward every slot, rank until the model moved on."""
     trials = int(args[0])
-    from bandit.simulation import Population
+    from bandit.simulate.simulation import Population
     from local.client import SerendipClient
     from local.demo import rank_body
 

@@ -1,7 +1,8 @@
 """The linear peers of ``benchmarks.peers``: numeric encodings, a numpy LinUCB, MABWiser.
 
 Peers that take numbers rather than VW text see the very tokens serendip's featurizer writes
-(``bandit.features``): ``cohort=cohort-3`` in namespace ``Cuser``, ``category=cat-01`` in ``I``.
+(``bandit.serve.features``): ``cohort=cohort-3`` in namespace ``Cuser``, ``category=cat-01`` in
+``I``.
 
 - :class:`FeatureIndex` gives every token a column the first time it is seen (exact one-hot, no
   collisions) up to a fixed capacity; once full, further tokens share columns by a stable hash.
@@ -15,8 +16,8 @@ Peers that take numbers rather than VW text see the very tokens serendip's featu
 - :class:`SharedLinUCB` is LinUCB with one ridge regression over the joint rows (Li et al. 2010,
   the shared-feature form): score = x.theta + alpha * sqrt(x' A^-1 x), A = lambda I + X'X.
 - :class:`NumpyLinUCB`, :class:`MabwiserPerItem` and :class:`MabwiserShared` are
-  ``bandit.arena`` contenders: they show the top candidates by score and learn from the clicks
-  in batches of decisions.
+  ``bandit.simulate.arena`` contenders: they show the top candidates by score and learn from the
+  clicks in batches of decisions.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ import numpy as np
 from mabwiser.mab import MAB, LearningPolicy
 from numpy.typing import NDArray
 
-from bandit.arena import Choice
 from bandit.domain import Candidate
-from bandit.features import context_namespaces, item_namespaces
-from bandit.simulation import SimRequest
+from bandit.serve.features import context_namespaces, item_namespaces
+from bandit.simulate.arena import Choice
+from bandit.simulate.simulation import SimRequest
 
 BIAS = "bias"
 JOINT_COLUMNS = 768

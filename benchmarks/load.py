@@ -1,10 +1,10 @@
 """A bounded load run on loopback: many concurrent clients ranking and posting signed rewards.
 
 Each client is a thread with its own ``SerendipClient`` and its own simulated population
-(``bandit.simulation.Population``). It loops until the deadline: rank for a simulated user, let
-the user click with its known probabilities, then close the event, either by reporting every
-shown item (value 1 or 0) or by reporting the clicks and ending with ``final``. A small share of
-posts are rewards for event ids that were never served (orphans) and purchases arriving after an
+(``bandit.simulate.simulation.Population``). It loops until the deadline: rank for a simulated
+user, let the user click with its known probabilities, then close the event, either by reporting
+every shown item (value 1 or 0) or by reporting the clicks and ending with ``final``. A small share
+of posts are rewards for event ids that were never served (orphans) and purchases arriving after an
 event was closed (late, unless the learner has not reached the event yet). The run stops by
 itself at the deadline; then the stack's queues are drained and every reward the webhook
 accepted (202) is accounted for from the stack's own storage: attached to an event that was
@@ -83,7 +83,7 @@ class _LoadClient:
     def __init__(
         self, client: SerendipClient, policy: str, seed: int, candidates: int, deadline: float
     ) -> None:
-        from bandit.simulation import Population
+        from bandit.simulate.simulation import Population
 
         self.client = client
         self.policy = policy

@@ -5,8 +5,8 @@
   lines (parsing included); serendip's ``Ranker.rank`` does everything (featurize, predict,
   budget, slot-by-slot draw) at the same sizes.
 - :func:`peer_stream`: every policy on the same simulated requests with the same click seeds,
-  through ``bandit.arena.run``: serendip for-you, MABWiser's LinUCB and LinTS with one arm per
-  item (MABWiser's own formulation), MABWiser's LinUCB and a numpy LinUCB on shared
+  through ``bandit.simulate.arena.run``: serendip for-you, MABWiser's LinUCB and LinTS with one arm
+  per item (MABWiser's own formulation), MABWiser's LinUCB and a numpy LinUCB on shared
   (context, candidate) features (``benchmarks.linucb``), and the uniform and oracle references.
 """
 
@@ -23,7 +23,11 @@ import numpy as np
 from mabwiser.mab import LearningPolicy
 from vowpalwabbit import Workspace
 
-from bandit.arena import (
+from bandit.learn.learning import learn_record
+from bandit.serve.features import action_lines, shared_line
+from bandit.serve.ranker import Ranker, RankRequest
+from bandit.serve.vw import VWModel, read_envelope
+from bandit.simulate.arena import (
     BanditContender,
     Choice,
     Contender,
@@ -32,12 +36,8 @@ from bandit.arena import (
     UniformContender,
     run,
 )
-from bandit.features import action_lines, shared_line
-from bandit.learning import learn_record
-from bandit.ranker import Ranker, RankRequest
-from bandit.simulation import Population, SimRequest
+from bandit.simulate.simulation import Population, SimRequest
 from bandit.spec import PolicySpec, load_spec, parse_spec
-from bandit.vw import VWModel, read_envelope
 from benchmarks.core_speed import logged_events, percentiles
 from benchmarks.linucb import MabwiserPerItem, MabwiserShared, NumpyLinUCB
 
@@ -464,7 +464,7 @@ def _stream_lines(stream: dict[str, Any]) -> list[str]:
         )
     lines += [
         "",
-        "Peers' features are serendip's own tokens (`bandit.features`), made numeric. *Joint "
+        "Peers' features are serendip's own tokens (`bandit.serve.features`), made numeric. *Joint "
         "rows* (numpy LinUCB, MABWiser shared): one sparse row per (context, candidate) with a "
         "bias, every context token (cohort, device, daypart), every candidate token (id, "
         "category, creator, length) and the product of every context token with the "

@@ -144,8 +144,9 @@ def _core(core: dict[str, Any]) -> list[str]:
     lines = [
         "## Core rank latency",
         "",
-        "`bandit.ranker.Ranker.rank` alone (featurize, VW predict, budget, slot-by-slot draw) "
-        "on a model trained on simulated events; building the decision record is timed apart.",
+        "`bandit.serve.ranker.Ranker.rank` alone (featurize, VW predict, budget, slot-by-slot "
+        "draw) on a model trained on simulated events; building the decision record is timed "
+        "apart.",
         "",
         "| candidates x slots | p50 | p95 | p99 | p50 vs 100 x 10 | decision record p50 | calls |",
         "|---|---|---|---|---|---|---|",
@@ -216,7 +217,7 @@ def _learner(learner: dict[str, Any]) -> list[str]:
     return [
         "## Learner throughput",
         "",
-        "Core only: `bandit.learning.learn_record` over closed decision records, one core. "
+        "Core only: `bandit.learn.learning.learn_record` over closed decision records, one core. "
         "Through SQS on moto: a fresh process runs the router (`functions.route.app`, batches "
         f"of up to {sqs['batch_size']} reward messages) and the learner (`functions.learn.app`, "
         f"FIFO batches of {sqs.get('learn_batch_size', 10)} messages) on moto's server: route "

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bandit.arena import (
+from bandit.simulate.arena import (
     BanditContender,
     Contender,
     OracleContender,
@@ -16,7 +16,7 @@ from bandit.arena import (
     run,
     summarise,
 )
-from bandit.simulation import Population
+from bandit.simulate.simulation import Population
 from bandit.spec import VWSettings, load_spec
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"

@@ -208,7 +208,7 @@ def stack_memory(
     """
     import numpy as np
 
-    from bandit.simulation import Population
+    from bandit.simulate.simulation import Population
     from local.client import SerendipClient
     from local.demo import rank_body
 

@@ -51,8 +51,8 @@ STAMPED_POLL_FACTOR = 5
 
 def _store_backlog(tenant: str, events: int) -> dict[str, float]:
     """Store ``events`` open decisions whose wait has ended; returns when each wait ended."""
-    from bandit.ranker import Ranker
-    from bandit.simulation import Population
+    from bandit.serve.ranker import Ranker
+    from bandit.simulate.simulation import Population
     from benchmarks.core_speed import logged_events
     from functions.common import decision_store, policy_store
 

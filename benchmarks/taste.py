@@ -1,11 +1,11 @@
 """Does history help where taste matters? for-you with and without history on the taste world.
 
 ``python -m benchmarks.taste [--rounds 20000] [--users 500] [--base-ctr 0.06] [--seed 1]`` runs
-each policy in process on one stream of ``bandit.taste_world.TasteWorld`` (personal tastes the
-context does not reveal, a 10,000-item catalog, 20 candidates per request): rank, draw clicks
+each policy in process on one stream of ``bandit.simulate.taste_world.TasteWorld`` (personal tastes
+the context does not reveal, a 10,000-item catalog, 20 candidates per request): rank, draw clicks
 from the true probabilities, learn the event at once, and keep each user's rewarded items as
-the learner's profiles do (``bandit.history``). It prints the first-slot CTR and the clicks per
-slate over the last quarter of the stream, beside the oracle (true probabilities) and the best
+the learner's profiles do (``bandit.learn.history``). It prints the first-slot CTR and the clicks
+per slate over the last quarter of the stream, beside the oracle (true probabilities) and the best
 context-only slate.
 """
 
@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from bandit.decision_log import LoggedReward
-from bandit.history import Rewarded, snapshot
-from bandit.ranker import Ranker, RankRequest
-from bandit.replay import observe
+from bandit.evaluate.replay import observe
+from bandit.learn.history import Rewarded, snapshot
+from bandit.serve.ranker import Ranker, RankRequest
+from bandit.simulate.taste_world import TasteWorld
 from bandit.spec import PolicySpec, load_spec
-from bandit.taste_world import TasteWorld
 from benchmarks.fresh_process import ROOT
 
 SLATE = 3
@@ -145,7 +145,7 @@ def markdown(result: dict[str, Any]) -> list[str]:
     lines = [
         "## Taste world: does history help?",
         "",
-        f"`bandit.taste_world.TasteWorld`: personal tastes the context does not reveal, a "
+        f"`bandit.simulate.taste_world.TasteWorld`: personal tastes the context does not reveal, a "
         f"10,000-item catalog of hidden taste clusters, {world['n_users']:,} users, base CTR "
         f"{world['base_ctr']:g}; one stream of {result['rounds']:,} requests of 20 candidates, "
         f"slates of {result['slate']}, each policy in process learning every event at once "

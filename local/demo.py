@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from bandit.domain import Candidate
-from bandit.simulation import Population, SimRequest
+from bandit.simulate.simulation import Population, SimRequest
 from local.client import HttpResponse, SerendipClient
 from local.simulate_cli import PROGRESS_COLUMNS, ctr_table
 

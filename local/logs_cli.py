@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bandit.decision_log import read_jsonl, write_jsonl
-from bandit.ope import Estimate
-from bandit.replay import Evaluation, evaluate
+from bandit.evaluate.ope import Estimate
+from bandit.evaluate.replay import Evaluation, evaluate
 from bandit.spec import PolicySpec, load_spec
 from local.target import add_target_arguments
 

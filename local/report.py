@@ -4,8 +4,8 @@
 against the CTR of its exploratory slots, the exploration budget (target vs realised share per
 segment), catalog coverage and diversity over time, the creator-exposure Lorenz curve with its
 Gini, and cold vs warm users' CTR (``local.report_plots``), next to a table of
-``bandit.metrics.compute`` beside the product brief's ranges. The ranges are the ones the metrics
-endpoint serves (``functions.common.metrics_service.BENCHMARKS``): one definition.
+``bandit.evaluate.metrics.compute`` beside the product brief's ranges. The ranges are the ones the
+metrics endpoint serves (``functions.common.metrics_service.BENCHMARKS``): one definition.
 
 plotly.js is inlined once, so the page needs no network to be read; every plot is a
 ``<div class="serendip-plot" data-plot="NAME">``. No records give a short "no decisions yet"
@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from bandit.decision_log import DecisionRecord
-from bandit.metrics import Metrics
+from bandit.evaluate.metrics import Metrics
 from bandit.spec import PolicySpec
 from functions.common.metrics_service import BENCHMARKS
 from local.report_plots import (

@@ -1,11 +1,11 @@
 """The figures of the report (``local.report``): one plotly figure per question, from the log.
 
 ``policy_series`` makes one pass over a policy's records (oldest first) for what
-``bandit.metrics`` does not keep per window: the CTR of the exploratory slots (the baseline: a
-near-uniform draw measured on the same traffic), the target and realised exploratory share per
-segment, and the shown slots per creator (the Lorenz curve). The rest comes from
-``bandit.metrics``: ``windows`` for CTR, coverage and diversity over time, ``compute`` for the
-totals. The figures take every policy's series and draw one trace (or two) per policy.
+``bandit.evaluate.metrics`` does not keep per window: the CTR of the exploratory slots (the
+baseline: a near-uniform draw measured on the same traffic), the target and realised exploratory
+share per segment, and the shown slots per creator (the Lorenz curve). The rest comes from
+``bandit.evaluate.metrics``: ``windows`` for CTR, coverage and diversity over time, ``compute`` for
+the totals. The figures take every policy's series and draw one trace (or two) per policy.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 import plotly.graph_objects as go
 
 from bandit.decision_log import DecisionRecord
-from bandit.metrics import Metrics, Window, compute, windows
-from bandit.metrics_exposure import gini, ratio, slot_outcomes
+from bandit.evaluate.metrics import Metrics, Window, compute, windows
+from bandit.evaluate.metrics_exposure import gini, ratio, slot_outcomes
 from bandit.spec import PolicySpec
 
 # Window lengths the report picks from (seconds): round numbers a reader can take in.
@@ -87,7 +87,7 @@ def policy_series(
     offered: set[str] = set()
     segment_slots: Counter[str] = Counter()
     for record in records:
-        if not record.activated:  # never shown: bandit.metrics skips it too
+        if not record.activated:  # never shown: bandit.evaluate.metrics skips it too
             continue
         tally = tallies.setdefault(math.floor(record.timestamp / seconds), _WindowTally())
         outcomes = slot_outcomes(record, spec.rewards, frozenset())

@@ -8,8 +8,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bandit.arena import BanditContender, Contender, UniformContender, run
-from bandit.simulation import Population
+from bandit.simulate.arena import BanditContender, Contender, UniformContender, run
+from bandit.simulate.simulation import Population
 from bandit.spec import load_spec
 
 PROGRESS_COLUMNS = (

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from bandit.errors import FieldError
-from bandit.features import MAX_ABS_VALUE, MAX_DEPTH, MAX_STRING_LENGTH
+from bandit.serve.features import MAX_ABS_VALUE, MAX_DEPTH, MAX_STRING_LENGTH
 
 MAX_CANDIDATES = 1000
 MAX_SLATE = 50

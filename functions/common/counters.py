@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 
 from pynamodb.exceptions import PynamoDBException
 
-from bandit.budget import BudgetKey, Spend
-from bandit.coldstart import ItemStats
+from bandit.serve.budget import BudgetKey, Spend
+from bandit.serve.coldstart import ItemStats
 from functions.common.batches import put_all
 from functions.common.errors import StorageError
 from functions.common.observability import logger, metrics
@@ -37,7 +37,7 @@ def _bucket(bucket: int) -> str:
 
 @dataclass
 class DynamoLedger:
-    """A ``bandit.budget.BudgetLedger`` on the counters table: batched writes, cached reads.
+    """A ``bandit.serve.budget.BudgetLedger`` on the counters table: batched writes, cached reads.
 
     Spend not yet flushed is lost if the process dies; pacing tolerates that (a second of
     slates in one process), and it keeps the rank path to about one counter write per second.

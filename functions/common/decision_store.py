@@ -6,7 +6,7 @@ learned (``learned``), expires unactivated (``expired``) or is set aside because
 learned (``failed``, with a reason: an undecodable record, a deleted policy, a record that
 contradicts its own constraints). Open events sit in a sparse index by the time their reward
 wait ends, sharded so the sweep has no hot key. Whether an open event has closed is the
-learner's call (``bandit.rewards.record_closed``), under the policy's reward spec.
+learner's call (``bandit.learn.rewards.record_closed``), under the policy's reward spec.
 
 DynamoDB refuses items over 400 KB, so an item is kept within budgets that add up to less: a
 compressed record of up to ``INLINE_RECORD_BYTES`` is stored inline, a larger one (hundreds of

@@ -1,7 +1,7 @@
 """The learning loop: join rewards to decisions, close events, learn each exactly once.
 
 An event closes when a final reward came, every shown slot has a reward, or its reward wait is
-over (``bandit.rewards.record_closed``: one lateness rule for closing, learning and metrics).
+over (``bandit.learn.rewards.record_closed``: one lateness rule for closing, learning and metrics).
 Closed events of one policy are learned together: load the head model, learn every slot, then
 save a new version in one transaction that also marks the events learned, conditional on the
 head not having moved and the events still being open. A lost race reloads and retries, so no
@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bandit.cost import MAX_SLOT_WORK
 from bandit.decision_log import DecisionRecord
-from bandit.history import Rewarded
-from bandit.learning import SlotExample, examples_work, learn_examples, slot_examples
-from bandit.rewards import record_closed, record_outcome, window_spec
+from bandit.learn.history import Rewarded
+from bandit.learn.learning import SlotExample, examples_work, learn_examples, slot_examples
+from bandit.learn.rewards import record_closed, record_outcome, window_spec
+from bandit.serve.cost import MAX_SLOT_WORK
 from bandit.spec import PolicySpec
 from functions.common import (
     counters,
@@ -51,8 +51,8 @@ MAX_ATTEMPTS = 8
 SAVE_REWARD_BYTES = MAX_TRANSACTION_BYTES - 1024 * 1024
 # A record's own data can make building its examples fail; nothing else is caught per event.
 DATA_PROBLEMS = (ValueError, KeyError, TypeError)
-# Learning work per model save (``bandit.cost``): about 10 s on one core of a 2-core machine at
-# the measured 0.05 s per slot of ``MAX_SLOT_WORK``, so one save always fits a Lambda's minute.
+# Learning work per model save (``bandit.serve.cost``): about 10 s on one core of a 2-core machine
+# at the measured 0.05 s per slot of ``MAX_SLOT_WORK``, so one save always fits a Lambda's minute.
 SAVE_WORK = 200 * MAX_SLOT_WORK
 # A save is not started with less time left than this; the rest of the work is handed back
 # (its messages retried), and what was saved stays saved.

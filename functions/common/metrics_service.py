@@ -1,7 +1,7 @@
 """The metrics use case: a policy's product metrics over a time window, from its decision log.
 
-Records stream from the decision store oldest first through ``bandit.metrics`` (one pass, flat
-memory). One call reads one page: at most ``MAX_RECORDS`` records and for at most
+Records stream from the decision store oldest first through ``bandit.evaluate.metrics`` (one pass,
+flat memory). One call reads one page: at most ``MAX_RECORDS`` records and for at most
 ``READ_SECONDS`` (records held in S3 cost a GET each), so that it answers within the admin
 Lambda's timeout however long the log is. A page that stops before the window's end says so
 (``complete: false``) and returns ``next_token``; the same query with that token reads the next
@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bandit import metrics
 from bandit.decision_log import DecisionRecord
+from bandit.evaluate import metrics
 from functions.common import policy_store
 from functions.common.auth import Principal
 from functions.common.decision_pages import DecisionPage, PageCursor

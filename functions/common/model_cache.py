@@ -10,9 +10,9 @@ import threading
 from dataclasses import dataclass
 
 from bandit.errors import ModelError
-from bandit.ranker import build_model
+from bandit.serve.ranker import build_model
+from bandit.serve.vw import VWModel
 from bandit.spec import PolicySpec
-from bandit.vw import VWModel
 from functions.common import model_store
 from functions.common.errors import StorageError
 from functions.common.observability import logger

@@ -22,7 +22,7 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from bandit.errors import ModelError
-from bandit.vw import VWModel
+from bandit.serve.vw import VWModel
 from functions.common.aws import s3
 from functions.common.decision_store import EventStatus, closing_actions
 from functions.common.errors import NotFoundError, StorageError

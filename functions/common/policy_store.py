@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, UpdateError
 
-from bandit.ranker import build_model
+from bandit.serve.ranker import build_model
 from bandit.spec import PolicySpec, load_spec, parse_spec
 from functions.common import model_store
 from functions.common.errors import (

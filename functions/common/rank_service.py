@@ -11,12 +11,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from bandit.budget import ExplorationBudget
-from bandit.coldstart import PopularityPrior, model_weight
 from bandit.domain import Candidate
-from bandit.features import ActionLines
-from bandit.history import History, snapshot
-from bandit.ranker import Ranker, RankRequest
+from bandit.learn.history import History, snapshot
+from bandit.serve.budget import ExplorationBudget
+from bandit.serve.coldstart import PopularityPrior, model_weight
+from bandit.serve.features import ActionLines
+from bandit.serve.ranker import Ranker, RankRequest
 from bandit.spec import PolicySpec
 from functions.common import catalog, counters, decision_store, policy_store, users
 from functions.common.api_models import CandidateIn, RankBody

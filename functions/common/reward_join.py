@@ -25,7 +25,7 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from bandit.decision_log import DecisionRecord, LoggedReward
-from bandit.rewards import counts, window_spec
+from bandit.learn.rewards import counts, window_spec
 from bandit.spec import RewardSpec
 from functions.common.decision_store import (
     MAX_REWARD_BYTES,

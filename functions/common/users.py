@@ -2,7 +2,7 @@
 
 A profile keeps the user's learned-event count and the last ``MAX_ITEMS`` rewarded items with
 their category and creator (``recent_rewarded``, oldest first), from which rank builds the
-history features of policies that use them (``bandit.history``); ``recent_categories`` keeps
+history features of policies that use them (``bandit.learn.history``); ``recent_categories`` keeps
 the last ``RECENT_CATEGORIES`` rewarded categories as before.
 """
 
@@ -21,7 +21,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from bandit.history import MAX_ITEMS, Rewarded
+from bandit.learn.history import MAX_ITEMS, Rewarded
 from functions.common.errors import StorageError
 from functions.common.tables import UserItem, bind, transaction_connection
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from bandit.decision_log import read_jsonl
-from bandit.replay import evaluate
+from bandit.evaluate.replay import evaluate
 from bandit.spec import ExplorationAlgorithm, PolicySpec, SegmentSpec, load_spec
 from functions.common import policy_store
 from functions.common.auth import create_key

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bandit.arena import simulated_logs
+from bandit.simulate.arena import simulated_logs
 from local.client import SerendipClient
 from local.demo import run_demo
 from local.report import PLOT_IDS, build_report

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bandit.coldstart import ItemStats
+from bandit.serve.coldstart import ItemStats
 from functions.common import counters
 from functions.common.counters import PopularityCache
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bandit.history import Rewarded
+from bandit.learn.history import Rewarded
 from functions.common import users
 from functions.common.tables import UserItem
 

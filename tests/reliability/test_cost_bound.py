@@ -1,8 +1,9 @@
 """No policy spec makes a rank or a learned slot slower than a safe share of its timeout.
 
 Issue 11: ``--interactions ::::`` with 152 context features made one slot take 13 s to learn. The
-allowlist now caps the spec (``bandit.vw_args``) and every request is held to ``MAX_SLOT_WORK``
-(``bandit.cost``), so the worst case is a request that fills the budget under the costliest
+allowlist now caps the spec (``bandit.serve.vw_args``) and every request is held to
+``MAX_SLOT_WORK``
+(``bandit.serve.cost``), so the worst case is a request that fills the budget under the costliest
 spec the caps allow. This test builds it for each kind of spec (most and longest interaction
 terms, the largest ensembles, the slowest estimators, the most weights), with 1,000 candidates and
 the context and item features split so that the interactions cross as much as the budget lets,
@@ -22,12 +23,12 @@ from typing import Any
 
 import pytest
 
-from bandit.cost import MAX_SLOT_WORK, check_slot_work, slot_work
 from bandit.domain import Candidate
 from bandit.errors import FieldError
-from bandit.features import action_lines, shared_line
-from bandit.learning import slot_examples
-from bandit.ranker import Ranker, RankRequest, build_model
+from bandit.learn.learning import slot_examples
+from bandit.serve.cost import MAX_SLOT_WORK, check_slot_work, slot_work
+from bandit.serve.features import action_lines, shared_line
+from bandit.serve.ranker import Ranker, RankRequest, build_model
 from bandit.spec import PolicySpec, parse_spec
 from functions.common.api_models import MAX_CANDIDATES, MAX_FEATURES, MAX_SLATE
 from local.resources import load_template

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from bandit.features import action_line
+from bandit.serve.features import action_line
 from bandit.spec import POLICY_NAME_PATTERN
 from functions.admin.app import lambda_handler as admin_handler
 from functions.common import decision_store

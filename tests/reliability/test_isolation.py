@@ -263,7 +263,7 @@ def test_a_far_future_reward_neither_closes_the_event_nor_zeroes_its_rewards(
     summary = _sweep(time.time() + 7 * 86400 + 60)
     assert summary["events_learned"] == 1
     # Then the click counted and the far-future reward did not
-    from bandit.rewards import record_outcome
+    from bandit.learn.rewards import record_outcome
 
     stored = decision_store.get("acme", event["event_id"])
     outcome = record_outcome(stored.record, policy_store.get("acme", "for-you").spec.rewards)
@@ -315,7 +315,7 @@ def test_a_deferred_event_counts_rewards_from_its_activation(
     assert deliver_all(aws) == []
     assert _sweep(decided + 1_000 + 601)["events_learned"] == 1
     # Then it counted: the window starts at activation, for closing and learning alike
-    from bandit.rewards import record_outcome
+    from bandit.learn.rewards import record_outcome
 
     record = decision_store.get("acme", event["event_id"]).record
     assert record.activated_at == decided + 1_000

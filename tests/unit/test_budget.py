@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from bandit.budget import ExplorationBudget, InMemoryLedger
+from bandit.serve.budget import ExplorationBudget, InMemoryLedger
 
 
 class FakeClock:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandit.coldstart import (
+from bandit.domain import Candidate
+from bandit.serve.coldstart import (
     ItemStats,
     PopularityPrior,
     blend,
@@ -13,7 +14,6 @@ from bandit.coldstart import (
     is_new_item,
     model_weight,
 )
-from bandit.domain import Candidate
 from bandit.spec import ColdStartSpec, NewItemSpec
 
 NOW = 1_700_000_000.0

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from bandit.domain import Candidate
 from bandit.errors import FeatureError
-from bandit.features import (
+from bandit.serve.features import (
     MAX_ABS_VALUE,
     MAX_DEPTH,
     MAX_FEATURES_PER_EXAMPLE,

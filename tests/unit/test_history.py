@@ -1,4 +1,4 @@
-"""``bandit.history``: a user's history as namespace ``H``, logged and learned exactly."""
+"""``bandit.learn.history``: a user's history as namespace ``H``, logged and learned exactly."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pydantic import ValidationError
 
 from bandit.decision_log import LoggedReward
 from bandit.domain import Candidate
-from bandit.features import shared_line
-from bandit.history import History, Rewarded, history_namespace, snapshot
-from bandit.learning import slot_examples
-from bandit.ranker import Ranker, RankRequest
-from bandit.replay import observe, slot_probabilities
+from bandit.evaluate.replay import observe, slot_probabilities
+from bandit.learn.history import History, Rewarded, history_namespace, snapshot
+from bandit.learn.learning import slot_examples
+from bandit.serve.features import shared_line
+from bandit.serve.ranker import Ranker, RankRequest
 from bandit.spec import parse_spec
 
 TOKEN = re.compile(r"^(item|category|creator)=[A-Za-z0-9_/+%~-]+(:[0-9.e-]+)?$")

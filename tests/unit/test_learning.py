@@ -14,8 +14,8 @@ from bandit.decision_log import (
     LoggedSlot,
 )
 from bandit.domain import Candidate
-from bandit.learning import learn_record, slot_examples, warm_start
-from bandit.ranker import Ranker, RankRequest, build_model
+from bandit.learn.learning import learn_record, slot_examples, warm_start
+from bandit.serve.ranker import Ranker, RankRequest, build_model
 from bandit.spec import parse_spec
 
 NOW = 1_700_000_000.0

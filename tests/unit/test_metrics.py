@@ -17,8 +17,8 @@ from bandit.decision_log import (
     LoggedReward,
     LoggedSlot,
 )
-from bandit.metrics import MetricOptions, by_segment, compute, windows
-from bandit.metrics_exposure import (
+from bandit.evaluate.metrics import MetricOptions, by_segment, compute, windows
+from bandit.evaluate.metrics_exposure import (
     PopularitySoFar,
     gini,
     long_tail_share,

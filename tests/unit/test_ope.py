@@ -14,8 +14,8 @@ from estimators.slates import pseudo_inverse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandit.ope import Estimate, Method, estimate
-from bandit.ope_slates import slate_estimate
+from bandit.evaluate.ope import Estimate, Method, estimate
+from bandit.evaluate.ope_slates import slate_estimate
 
 Z95 = NormalDist().inv_cdf(0.975)
 METHODS: tuple[Method, ...] = ("ips", "clipped_ips", "snips", "dr")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from bandit.budget import ExplorationBudget
-from bandit.coldstart import ItemStats, PopularityPrior
 from bandit.domain import Candidate
 from bandit.errors import FieldError
-from bandit.ranker import Ranker, RankRequest, budget_for, build_model
+from bandit.serve.budget import ExplorationBudget
+from bandit.serve.coldstart import ItemStats, PopularityPrior
+from bandit.serve.ranker import Ranker, RankRequest, budget_for, build_model
 from bandit.spec import PolicySpec, parse_spec
 
 NOW = 1_700_000_000.0

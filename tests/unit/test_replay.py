@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bandit.arena import simulated_logs
 from bandit.decision_log import DecisionRecord
-from bandit.ranker import Ranker
-from bandit.replay import evaluate, observe, slot_probabilities
+from bandit.evaluate.replay import evaluate, observe, slot_probabilities
+from bandit.serve.ranker import Ranker
+from bandit.simulate.arena import simulated_logs
 from bandit.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from plotly.offline import get_plotlyjs
 
-from bandit.arena import simulated_logs
 from bandit.decision_log import (
     DecisionRecord,
     ExplorationLog,
@@ -20,8 +19,9 @@ from bandit.decision_log import (
     LoggedSlot,
     write_jsonl,
 )
-from bandit.metrics import compute, windows
-from bandit.metrics_exposure import gini
+from bandit.evaluate.metrics import compute, windows
+from bandit.evaluate.metrics_exposure import gini
+from bandit.simulate.arena import simulated_logs
 from bandit.spec import PolicySpec, load_spec
 from functions.common.metrics_service import BENCHMARKS
 from local.cli import main

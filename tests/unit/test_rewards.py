@@ -23,7 +23,7 @@ from bandit.decision_log import (
 )
 from bandit.domain import Candidate, Reward
 from bandit.errors import FieldError
-from bandit.rewards import aggregate, is_closed, is_late, reward_value, slot_rewards
+from bandit.learn.rewards import aggregate, is_closed, is_late, reward_value, slot_rewards
 from bandit.spec import RewardSpec
 
 DECIDED_AT = 1_000.0

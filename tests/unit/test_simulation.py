@@ -1,4 +1,4 @@
-"""Tests for the synthetic worlds in ``bandit.simulation``."""
+"""Tests for the synthetic worlds in ``bandit.simulate.simulation``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bandit.domain import Candidate
-from bandit.simulation import (
+from bandit.simulate.simulation import (
     DAYPARTS,
     DEVICES,
     MAX_PROBABILITY,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bandit.exploration import softmax
-from bandit.slate import (
+from bandit.serve.exploration import softmax
+from bandit.serve.slate import (
     SlateConstraints,
     SlotDraw,
     sample_slate,

@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from bandit.errors import FieldError, SpecError
+from bandit.serve.vw import VWModel
 from bandit.spec import (
     ExplorationAlgorithm,
     PolicySpec,
@@ -20,7 +21,6 @@ from bandit.spec import (
     parse_spec,
     spec_json_schema,
 )
-from bandit.vw import VWModel
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"

@@ -1,4 +1,4 @@
-"""``bandit.taste_world``: personal tastes the context does not reveal, clustered items."""
+"""``bandit.simulate.taste_world``: personal tastes the context does not reveal, clustered items."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chi2_contingency
 
-from bandit.simulation import MAX_PROBABILITY
-from bandit.taste_world import COHORTS, LIKED_LIFT, TasteWorld
+from bandit.simulate.simulation import MAX_PROBABILITY
+from bandit.simulate.taste_world import COHORTS, LIKED_LIFT, TasteWorld
 
 SMALL = {"n_items": 2_000, "n_users": 1_500}
 

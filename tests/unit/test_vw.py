@@ -12,9 +12,9 @@ import pytest
 
 from bandit.domain import Candidate
 from bandit.errors import ModelError, SpecError
-from bandit.features import action_lines, shared_line
-from bandit.vw import MAGIC, VWModel, read_envelope
-from bandit.vw_args import ALLOWED_FLAGS, validate_vw_args
+from bandit.serve.features import action_lines, shared_line
+from bandit.serve.vw import MAGIC, VWModel, read_envelope
+from bandit.serve.vw_args import ALLOWED_FLAGS, validate_vw_args
 
 ARGS = ["--cb_type", "mtr", "-q", "CI"]
 KINDS = ("kid", "adult", "senior")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bandit.features import Namespace, escape
+from bandit.serve.features import Namespace, escape
 
 HISTORY_NAMESPACE = "H"
 MAX_ITEMS = 50  # what a profile keeps, and so the most a snapshot can use

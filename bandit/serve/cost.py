@@ -4,8 +4,8 @@ VW's work for a cb_adf example is, for every action, its features (the shared on
 own and the constant) plus, for every interaction term, the product of the feature counts of
 the term's namespaces (VW names a namespace by its first letter: ``C`` holds every context
 namespace, ``I`` every item one). That product is what made one slot take 13 s under
-``--interactions ::::``; the allowlist caps the terms (``bandit.vw_args``), and this module caps
-the product, times the spec's ``cost_factor``, at ``MAX_SLOT_WORK`` for each request.
+``--interactions ::::``; the allowlist caps the terms (``bandit.serve.vw_args``), and this module
+caps the product, times the spec's ``cost_factor``, at ``MAX_SLOT_WORK`` for each request.
 
 Self-interactions (``CC``) are counted as the full product, an upper bound of what VW generates;
 each action also costs ``ACTION_OVERHEAD``, so that many actions with few features are counted.
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bandit.errors import FieldError
-from bandit.vw_args import cost_factor, interaction_terms
+from bandit.serve.vw_args import cost_factor, interaction_terms
 
 # About 0.1 s of scoring on one core of a 2-core CI machine (250 M feature evaluations a second
 # for plain mtr; ``tests/reliability/test_cost_bound.py`` measures the worst allowed request).
@@ -27,7 +27,7 @@ ACTION_OVERHEAD = 64
 
 
 def namespace_counts(line: str) -> dict[str, int]:
-    """Features per namespace letter of one rendered VW line (``bandit.features.render``).
+    """Features per namespace letter of one rendered VW line (``bandit.serve.features.render``).
 
     >>> sorted(namespace_counts("shared |Cuser a b |Cdevice x |I id=1").items())
     [('C', 3), ('I', 1)]

@@ -17,9 +17,8 @@ from dataclasses import asdict, dataclass, field
 from itertools import chain
 from typing import Any
 
-from bandit.arena import intra_list_diversity
 from bandit.decision_log import DecisionRecord
-from bandit.metrics_exposure import (
+from bandit.evaluate.metrics_exposure import (
     ExposureMetrics,
     ExposureTally,
     PopularitySoFar,
@@ -30,6 +29,7 @@ from bandit.metrics_exposure import (
     slot_outcomes,
     top_categories,
 )
+from bandit.simulate.arena import intra_list_diversity
 from bandit.spec import PolicySpec
 
 

@@ -7,8 +7,8 @@
 - :class:`NewsScenario`: the deterministic Vowpal Wabbit contextual-bandit tutorial (Tom and
   Anna reading the news in the morning and the afternoon).
 
-``bandit.taste_world.TasteWorld`` is the world where context is not enough: personal tastes the
-context does not reveal, over a 10,000-item catalog of clustered items.
+``bandit.simulate.taste_world.TasteWorld`` is the world where context is not enough: personal
+tastes the context does not reveal, over a 10,000-item catalog of clustered items.
 """
 
 from __future__ import annotations

@@ -14,10 +14,10 @@ the probabilities that the logging and the target policy put the logged item ``s
   reward: an IPS per slot, summed. Unbiased for any logging policy as long as slot ``k``'s
   reward depends on nothing but the item in slot ``k`` (no interaction between slots).
 
-Both intervals are normal (CLT) intervals of the per-slate terms (see ``bandit.ope``).
+Both intervals are normal (CLT) intervals of the per-slate terms (see ``bandit.evaluate.ope``).
 
-Caveat for serendip's own logs: ``bandit.slate`` draws without replacement and logs each slot's
-probability *conditional* on the earlier slots. Slot 1's logged probability is its marginal;
+Caveat for serendip's own logs: ``bandit.serve.slate`` draws without replacement and logs each
+slot's probability *conditional* on the earlier slots. Slot 1's logged probability is its marginal;
 later slots' are not, and the slots are not independent, so pass marginals (e.g. by replaying
 the draw) and read the pseudo-inverse value as approximate (close when candidates far
 outnumber slots). A slate with fewer than ``K`` slots can be padded with probability 1 for both
@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from bandit.ope import Estimate, check_alpha, mean_estimate, probabilities, reals
+from bandit.evaluate.ope import Estimate, check_alpha, mean_estimate, probabilities, reals
 
 SlateMethod = Literal["pseudo_inverse", "independent_ips"]
 

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bandit.cost import check_slot_work, slot_work
 from bandit.decision_log import DecisionRecord
-from bandit.features import action_lines, shared_line
-from bandit.history import history_namespace
-from bandit.rewards import record_outcome
-from bandit.slate import SlateConstraints, allowed_mask
+from bandit.learn.history import history_namespace
+from bandit.learn.rewards import record_outcome
+from bandit.serve.cost import check_slot_work, slot_work
+from bandit.serve.features import action_lines, shared_line
+from bandit.serve.slate import SlateConstraints, allowed_mask
+from bandit.serve.vw import VWModel
 from bandit.spec import PolicySpec
-from bandit.vw import VWModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ class SlotExample:
 
 
 def examples_work(args: Sequence[str], examples: Sequence[SlotExample]) -> int:
-    """An upper bound of the work of learning ``examples`` (``bandit.cost.slot_work``): the
+    """An upper bound of the work of learning ``examples`` (``bandit.serve.cost.slot_work``): the
     first slot has the most actions, so its work times the number of slots."""
     if not examples:
         return 0

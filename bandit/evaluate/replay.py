@@ -9,9 +9,9 @@ importance weights for off-policy estimates:
 
 - first slot: unbiased value of the first slot (SNIPS over events);
 - slate: value of the whole slate, the sum of per-slot IPS terms (``independent_ips`` of
-  ``bandit.ope_slates``). Slot k > 1 uses probabilities conditional on the logged earlier slots,
-  so it is exact only when slot rewards do not depend on the rest of the slate; it trades that
-  bias for far less variance than the exact slate weight (a product of K ratios).
+  ``bandit.evaluate.ope_slates``). Slot k > 1 uses probabilities conditional on the logged earlier
+  slots, so it is exact only when slot rewards do not depend on the rest of the slate; it trades
+  that bias for far less variance than the exact slate weight (a product of K ratios).
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bandit.budget import ExplorationBudget
-from bandit.coldstart import exploration_weights
 from bandit.decision_log import DecisionRecord
-from bandit.exploration import distribution
-from bandit.learning import constraints_of, learn_record
-from bandit.ope import Estimate, estimate
-from bandit.ope_slates import slate_estimate
-from bandit.ranker import Ranker, RankRequest
-from bandit.rewards import record_outcome
-from bandit.slate import SlateConstraints, allowed_mask, slot_distribution
+from bandit.evaluate.ope import Estimate, estimate
+from bandit.evaluate.ope_slates import slate_estimate
+from bandit.learn.learning import constraints_of, learn_record
+from bandit.learn.rewards import record_outcome
+from bandit.serve.budget import ExplorationBudget
+from bandit.serve.coldstart import exploration_weights
+from bandit.serve.exploration import distribution
+from bandit.serve.ranker import Ranker, RankRequest
+from bandit.serve.slate import SlateConstraints, allowed_mask, slot_distribution
 from bandit.spec import PolicySpec
 
 

@@ -1,7 +1,7 @@
 """A synthetic world where taste matters: personal tastes that the context does not reveal.
 
-In :class:`bandit.simulation.Population` a user's affinities come from their cohort, which the
-request's context names, so context alone can learn everything there is to know. Here:
+In :class:`bandit.simulate.simulation.Population` a user's affinities come from their cohort, which
+the request's context names, so context alone can learn everything there is to know. Here:
 
 - **Items** belong to one of ``n_tastes`` hidden taste clusters (a genre no feature names). An
   item's visible ``category`` is its cluster's own category with probability
@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bandit.domain import Candidate
-from bandit.simulation import DEVICES, MAX_PROBABILITY, SimRequest, daypart
+from bandit.simulate.simulation import DEVICES, MAX_PROBABILITY, SimRequest, daypart
 
 LIKED_LIFT = 6.0  # a liked cluster's items against the others, before appeal
 COHORTS = tuple(f"cohort-{c}" for c in range(8))

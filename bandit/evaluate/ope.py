@@ -25,7 +25,7 @@ and ``s`` the sample standard deviation (``n - 1`` denominator) of per-example t
 
 They are asymptotic: with heavy-tailed weights (rarely logged target actions) and few examples
 they undercover; ``benchmarks/estimator_coverage.py`` measures how much. One example gives an
-unbounded interval. Slate estimators are in ``bandit.ope_slates``.
+unbounded interval. Slate estimators are in ``bandit.evaluate.ope_slates``.
 """
 
 from __future__ import annotations

@@ -15,9 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from bandit.budget import Clock, ExplorationBudget
-from bandit.coldstart import PopularityPrior, blend, exploration_weights, model_weight
-from bandit.cost import check_slot_work
 from bandit.decision_log import (
     Constraints,
     DecisionRecord,
@@ -27,12 +24,15 @@ from bandit.decision_log import (
 )
 from bandit.domain import Candidate, Slot
 from bandit.errors import FieldError
-from bandit.exploration import distribution
-from bandit.features import ActionLines, shared_line
-from bandit.history import History, history_namespace
-from bandit.slate import SlateConstraints, sample_slate, seed_for
+from bandit.learn.history import History, history_namespace
+from bandit.serve.budget import Clock, ExplorationBudget
+from bandit.serve.coldstart import PopularityPrior, blend, exploration_weights, model_weight
+from bandit.serve.cost import check_slot_work
+from bandit.serve.exploration import distribution
+from bandit.serve.features import ActionLines, shared_line
+from bandit.serve.slate import SlateConstraints, sample_slate, seed_for
+from bandit.serve.vw import VWModel
 from bandit.spec import ExplorationAlgorithm, PolicySpec
-from bandit.vw import VWModel
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The building blocks of ``bandit.metrics``: what each shown slot earned, and who got shown.
+"""The building blocks of ``bandit.evaluate.metrics``: what each shown slot earned, and who got
+shown.
 
 Per slot: was it clicked, did it convert, what reward does learning give it. Per scope: exposure
 over items and creators (coverage counts, creator Gini, long-tail share) and per item the observed
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bandit.decision_log import DecisionRecord, LoggedSlot
-from bandit.rewards import aggregate, counts, reward_value, window_spec
+from bandit.learn.rewards import aggregate, counts, reward_value, window_spec
 from bandit.spec import RewardSpec
 
 HEAD_SHARE = 0.2

@@ -11,7 +11,7 @@ Cost is capped too, since one spec's model serves every request of its policy (i
 at most ``MAX_INTERACTION_TERMS`` interaction terms of at most ``MAX_INTERACTION_ORDER``
 namespaces each, written out (no ``:`` wildcard), and ``-b`` plus the ensemble's size within
 ``MAX_WEIGHT_BITS``. The rest of the cost depends on the request's features; ``cost_factor``
-gives the spec's share of it and ``bandit.cost`` holds every request to a budget.
+gives the spec's share of it and ``bandit.serve.cost`` holds every request to a budget.
 """
 
 from __future__ import annotations

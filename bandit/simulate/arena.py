@@ -14,11 +14,11 @@ from typing import Protocol
 
 import numpy as np
 
-from bandit.coldstart import PopularityPrior
 from bandit.decision_log import DecisionRecord, LoggedReward
-from bandit.learning import learn_record
-from bandit.ranker import Ranker, RankRequest, RankResult
-from bandit.simulation import Population, SimRequest
+from bandit.learn.learning import learn_record
+from bandit.serve.coldstart import PopularityPrior
+from bandit.serve.ranker import Ranker, RankRequest, RankResult
+from bandit.simulate.simulation import Population, SimRequest
 from bandit.spec import PolicySpec
 
 

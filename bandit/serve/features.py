@@ -183,7 +183,7 @@ def render(namespaces: Iterable[Namespace]) -> str:
 
 def shared_line(context: Mapping[str, Any], extra: Namespace | None = None) -> str:
     """The ``shared`` line of a cb_adf example for ``context`` (and an ``extra`` namespace,
-    such as the user's history, ``bandit.history``)."""
+    such as the user's history, ``bandit.learn.history``)."""
     namespaces = context_namespaces(context)
     if extra is not None:
         namespaces.append(extra)

@@ -22,8 +22,8 @@ import pylibvw
 from vowpalwabbit import Workspace
 
 from bandit.errors import ModelError
-from bandit.features import labeled
-from bandit.vw_args import validate_vw_args
+from bandit.serve.features import labeled
+from bandit.serve.vw_args import validate_vw_args
 
 MAGIC = b"SERENDIP-VW1\n"
 

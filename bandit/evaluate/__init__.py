@@ -1,0 +1,1 @@
+"""Evaluation: off-policy estimators, replay, business metrics."""

@@ -1,0 +1,1 @@
+"""Learning: rewards into VW examples, per-user history."""

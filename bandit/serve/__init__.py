@@ -1,0 +1,1 @@
+"""Serving: featurizing, VW scoring, slate sampling, exploration budgets, cold start, work cost."""

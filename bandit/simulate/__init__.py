@@ -1,0 +1,1 @@
+"""Simulation: synthetic users and worlds, the arena that runs policies against them."""
