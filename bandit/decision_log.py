@@ -3,13 +3,18 @@
 It is what export, offline evaluation and warm start read; ``docs/decision-log.md`` describes
 every field. Each record keeps the exact per-slot probabilities and everything needed to rebuild
 the candidates each slot was drawn from (candidates, exclusions, diversity caps).
+
+Impressions: a record without ``seen`` (no report from the app, and every record written before
+impressions existed) counts every shown slot as seen. Once the app reported impressions, a slot
+is seen when its position was reported or its item got a reward before the event closed
+(``seen_slots``); unseen slots are neither learned nor counted in metrics.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -114,10 +119,30 @@ class DecisionRecord(_Record):
     activated_at: float | None = None
     wait_seconds: int | None = None  # the reward wait in force when the event was decided
     learned_version: int | None = None
+    # 1-based positions the app reported seen (the union of its reports); None: no report.
+    seen: list[Annotated[int, Field(ge=1)]] | None = None
 
     def shown_ids(self) -> list[str]:
         """Item ids of the slate in position order."""
         return [slot.item_id for slot in sorted(self.slate, key=lambda s: s.position)]
+
+    def seen_slots(self) -> list[LoggedSlot]:
+        """The shown slots the user saw, in position order.
+
+        Without an impressions report, every shown slot. With one, the reported positions and
+        every slot whose item got a reward posted before the event closed (a reward implies the
+        slot was seen; one flagged late came after learning and changes nothing).
+        """
+        slots = sorted(self.slate, key=lambda s: s.position)
+        if self.seen is None:
+            return slots
+        positions = set(self.seen)
+        rewarded = {reward.item_id for reward in self.rewards if not reward.late}
+        return [s for s in slots if s.position in positions or s.item_id in rewarded]
+
+    def seen_ids(self) -> list[str]:
+        """Item ids of the seen slots (``seen_slots``) in position order."""
+        return [slot.item_id for slot in self.seen_slots()]
 
     @property
     def window_start(self) -> float:

@@ -5,6 +5,9 @@ before" (a user's tastes, item popularity) reads the history of the records befo
 only then adds the event to it. Only shown events count (a deferred event never activated was not
 shown). A reward counts for a slot when it is for a shown item, of one of the policy's reward types
 and not late (flagged late, or after the policy's reward wait): the same rewards learning uses.
+Only seen slots count (``DecisionRecord.seen_slots``: every shown slot unless the app reported
+impressions): a slot the user never saw is in no denominator, no exposure count and no history;
+``unseen_slots`` says how many were left out.
 ``docs/metrics.md`` has every formula and the reasons behind the definitions.
 """
 
@@ -66,6 +69,7 @@ class Metrics:
     filter_bubble: float | None
     exposure: ExposureMetrics
     p95_latency_ms: float | None = None
+    unseen_slots: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values."""
@@ -87,6 +91,7 @@ class _Tally:
 
     events: int = 0
     slots: int = 0
+    unseen: int = 0
     clicks: int = 0
     conversions: int = 0
     diversity: float = 0.0
@@ -139,7 +144,7 @@ class MetricsPass:
         if scope is not None:
             self._count(self.tallies.setdefault(scope, _Tally()), record, outcomes)
         categories = {c.id: c.category for c in record.candidates}
-        for item in record.shown_ids():
+        for item in record.seen_ids():
             self.popularity.show(item)
             if record.user_id is not None and outcomes[item].success:
                 self.tastes[record.user_id][categories.get(item)] += 1
@@ -148,13 +153,14 @@ class MetricsPass:
         self, tally: _Tally, record: DecisionRecord, outcomes: dict[str, SlotOutcome]
     ) -> None:
         info = {c.id: (c.category, c.creator) for c in record.candidates}
-        slots = sorted(record.slate, key=lambda s: s.position)
+        slots = record.seen_slots()
         categories = [info.get(s.item_id, (None, None))[0] for s in slots]
         tastes = self.tastes.get(record.user_id or "", Counter())
         top = top_categories(tastes, self.options.top_categories)
         popular = self.popularity.threshold()
         tally.events += 1
         tally.slots += len(slots)
+        tally.unseen += len(record.slate) - len(slots)
         tally.segment_slots[record.segment] += len(slots)
         tally.conversions += any(outcomes[s.item_id].converted for s in slots)
         if len(slots) >= 2:
@@ -201,6 +207,7 @@ class MetricsPass:
             filter_bubble=ratio(tally.bubble, tally.bubble_events),
             exposure=exposure,
             p95_latency_ms=None if latencies_ms is None else p95(latencies_ms),
+            unseen_slots=tally.unseen,
         )
 
 

@@ -12,6 +12,11 @@ importance weights for off-policy estimates:
   ``bandit.evaluate.ope_slates``). Slot k > 1 uses probabilities conditional on the logged earlier
   slots, so it is exact only when slot rewards do not depend on the rest of the slate; it trades
   that bias for far less variance than the exact slate weight (a product of K ratios).
+
+Slots the user never saw (``DecisionRecord.seen_slots``) are skipped as learning skips them: they
+add nothing to the slate value (padded with probability 1 and reward 0), an event whose first
+slot was unseen is left out of the first-slot estimate, and the replaying model does not learn
+them. They stay earlier slots of the slots after them, whose probabilities are conditional on them.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bandit.decision_log import DecisionRecord
+from bandit.decision_log import DecisionRecord, LoggedSlot
 from bandit.evaluate.ope import Estimate, estimate
 from bandit.evaluate.ope_slates import slate_estimate
 from bandit.learn.learning import constraints_of, learn_record
@@ -136,22 +141,25 @@ def evaluate(
     rewards = [_slot_rewards(record, first_spec) for record in ordered]
     return Evaluation(
         candidates=values,
-        logged_first_slot=float(np.mean([r[0] for r in rewards])),
-        logged_slate=float(np.mean([sum(r) for r in rewards])),
+        logged_first_slot=float(np.mean([r[0] for r in rewards if r[0] is not None])),
+        logged_slate=float(np.mean([sum(v for v in r if v is not None) for r in rewards])),
         events=len(ordered),
     )
 
 
-def _slot_rewards(record: DecisionRecord, spec: PolicySpec) -> list[float]:
+def _slot_rewards(record: DecisionRecord, spec: PolicySpec) -> list[float | None]:
+    """Each shown slot's reward in position order; None for a slot the user never saw."""
     outcome = record_outcome(record, spec.rewards)
-    return [outcome.per_item[item] for item in record.shown_ids()]
+    seen = set(record.seen_ids())
+    return [outcome.per_item[item] if item in seen else None for item in record.shown_ids()]
 
 
-def observe(ranker: Ranker, record: DecisionRecord, rewards: Sequence[float]) -> None:
-    """Let a replaying ranker learn a logged event (model and popularity prior)."""
+def observe(ranker: Ranker, record: DecisionRecord, rewards: Sequence[float | None]) -> None:
+    """Let a replaying ranker learn a logged event's seen slots (model and popularity prior)."""
     learn_record(ranker.model, record, ranker.spec)
     for item, reward in zip(record.shown_ids(), rewards, strict=True):
-        ranker.prior.observe(item, 1.0, reward)
+        if reward is not None:
+            ranker.prior.observe(item, 1.0, reward)
 
 
 def _replay(
@@ -163,26 +171,41 @@ def _replay(
     logged = np.ones((len(records), width))
     target = np.ones((len(records), width))
     values = [_slot_rewards(record, spec) for record in records]
+    first_seen = np.array([v[0] is not None for v in values])
+    if not first_seen.any():
+        raise ValueError("the log holds no event whose first slot was seen")
     schedule = _LearningSchedule(records)
     unsupported = 0
     for i, record in enumerate(records):
         for j in schedule.due_before(record):
             observe(ranker, records[j], values[j])
         probabilities = slot_probabilities(ranker, record)
-        count = len(probabilities)
-        target[i, :count] = probabilities
-        logged[i, :count] = [s.probability for s in sorted(record.slate, key=lambda s: s.position)]
-        rewards[i, :count] = values[i]
-        unsupported += any(p == 0.0 for p in probabilities)
+        for k, (slot, reward) in enumerate(zip(_ordered(record), values[i], strict=True)):
+            if reward is not None:  # an unseen slot stays padded: probability 1, reward 0
+                target[i, k] = probabilities[k]
+                logged[i, k] = slot.probability
+                rewards[i, k] = reward
+        seen = zip(probabilities, values[i], strict=True)
+        unsupported += any(p == 0.0 for p, reward in seen if reward is not None)
         if schedule.progressive:
             observe(ranker, record, values[i])
     return PolicyValue(
         name=name,
-        first_slot=estimate(rewards[:, 0], logged[:, 0], target[:, 0], method="snips", alpha=alpha),
+        first_slot=estimate(
+            rewards[first_seen, 0],
+            logged[first_seen, 0],
+            target[first_seen, 0],
+            method="snips",
+            alpha=alpha,
+        ),
         slate=slate_estimate(rewards, logged, target, method="independent_ips", alpha=alpha),
         events=len(records),
         unsupported=unsupported,
     )
+
+
+def _ordered(record: DecisionRecord) -> list[LoggedSlot]:
+    return sorted(record.slate, key=lambda s: s.position)
 
 
 class _LearningSchedule:

@@ -1,8 +1,11 @@
-"""Learning from logged decisions: one VW example per shown slot, learned once per event.
+"""Learning from logged decisions: one VW example per seen slot, learned once per event.
 
 Slot k is learned over exactly the candidates it was drawn from (the allowed set rebuilt from
 the record: candidates minus exclusions, earlier slots and capped categories or creators), with
-cost = -reward and the logged probability. Warm start is the same loop over historical logs.
+cost = -reward and the logged probability. Every shown slot is seen unless the app reported
+impressions (``DecisionRecord.seen_slots``); an unseen slot is not learned, and still counts as
+an earlier slot of the ones after it: slot k's probability was drawn given every slot before it,
+seen or not. Warm start is the same loop over historical logs.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ def constraints_of(record: DecisionRecord) -> SlateConstraints:
 
 
 def slot_examples(record: DecisionRecord, spec: PolicySpec) -> list[SlotExample]:
-    """The VW examples of a closed event, one per shown slot, in position order."""
+    """The VW examples of a closed event, one per seen slot, in position order."""
     candidates = [c.to_candidate() for c in record.candidates]
     lines = action_lines(candidates)
     shared = shared_line(record.context, history_namespace(record.history))
@@ -65,6 +68,7 @@ def slot_examples(record: DecisionRecord, spec: PolicySpec) -> list[SlotExample]
     outcome = record_outcome(record, spec.rewards)
     # The first slot has the most actions; a record ranked under a cheaper spec may be too costly.
     check_slot_work(spec.vw_args(), shared, lines)
+    seen = {slot.position for slot in record.seen_slots()}
     examples: list[SlotExample] = []
     chosen: list[int] = []
     for slot in sorted(record.slate, key=lambda s: s.position):
@@ -73,6 +77,9 @@ def slot_examples(record: DecisionRecord, spec: PolicySpec) -> list[SlotExample]
         if pick not in allowed:
             # The record disagrees with its own constraints; learning it would bias the model.
             raise ValueError(f"event {record.event_id}: slot {slot.position} was not allowed")
+        chosen.append(pick)
+        if slot.position not in seen:
+            continue
         examples.append(
             SlotExample(
                 shared=shared,
@@ -82,12 +89,11 @@ def slot_examples(record: DecisionRecord, spec: PolicySpec) -> list[SlotExample]
                 probability=slot.probability,
             )
         )
-        chosen.append(pick)
     return examples
 
 
 def learn_record(model: VWModel, record: DecisionRecord, spec: PolicySpec) -> int:
-    """Learn every shown slot of one closed event; return the number of slot examples."""
+    """Learn every seen slot of one closed event; return the number of slot examples."""
     return learn_examples(model, slot_examples(record, spec))
 
 

@@ -11,7 +11,13 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
-from functions.common.api_models import ErrorResponse, RankResponse, RewardIn, RewardsBody
+from functions.common.api_models import (
+    ActivateBody,
+    ErrorResponse,
+    RankResponse,
+    RewardIn,
+    RewardsBody,
+)
 
 TITLE = "Serendip"
 VERSION = "1.0.0"
@@ -36,7 +42,7 @@ def openapi_document() -> dict[str, Any]:
     )
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
-    for model in (ErrorResponse, RankResponse, RewardIn, RewardsBody):
+    for model in (ActivateBody, ErrorResponse, RankResponse, RewardIn, RewardsBody):
         schemas[model.__name__] = model.model_json_schema(
             ref_template="#/components/schemas/{model}"
         )
@@ -64,6 +70,11 @@ def openapi_document() -> dict[str, Any]:
                 }
             }
         },
+    }
+    activate_post = paths.get("/v1/events/{event_id}/activate", {}).get("post", {})
+    activate_post["requestBody"] = {
+        "required": False,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ActivateBody"}}},
     }
     rank_post = paths.get("/v1/policies/{policy}/rank", {}).get("post", {})
     rank_post.setdefault("responses", {})["200"] = {

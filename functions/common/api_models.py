@@ -239,6 +239,20 @@ class RewardsBody(_Body):
     rewards: list[RewardIn] = Field(min_length=1, max_length=MAX_REWARDS)
 
 
+Position = Annotated[int, Field(ge=1, le=MAX_SLATE)]
+
+
+class ActivateBody(_Body):
+    """``POST /v1/events/{event_id}/activate``: optionally, which slots the user saw.
+
+    ``seen`` lists 1-based positions (as the slate response gives them); ``seen_through: k``
+    says the first ``k`` slots were seen. At most one of the two; neither: every shown slot.
+    """
+
+    seen: list[Position] | None = Field(None, min_length=1, max_length=MAX_SLATE)
+    seen_through: Position | None = None
+
+
 class AcceptedResponse(BaseModel):
     """``202``: how many rewards were queued."""
 

@@ -195,6 +195,7 @@ def _decode(item: DecisionItem) -> DecisionRecord:
             "activated": bool(item.activated),
             "activated_at": activated_at,
             "learned_version": learned,
+            "seen": sorted(int(p) for p in item.seen) if item.seen else None,
         }
     )
 
@@ -266,6 +267,9 @@ def status(tenant: str, event_id: str) -> dict[str, Any]:
         "rewards": len(item.rewards or ()),
         "late_rewards": int(item.late_rewards or 0),
         "dropped_rewards": int(item.dropped_rewards or 0),
+        "slots": int(item.slots),
+        "seen": sorted(int(p) for p in item.seen) if item.seen else None,
+        "late_impressions": int(item.late_impressions or 0),
     }
 
 

@@ -376,14 +376,15 @@ class Learner:
         tenant: str, policy: str, records: Iterable[DecisionRecord], spec: PolicySpec
     ) -> None:
         """Popularity counters and user profiles, one write per user and a few for every item
-        (best effort: the model is already saved)."""
+        (best effort: the model is already saved). Only seen slots count as impressions."""
         popularity: dict[str, tuple[int, float]] = {}
         profiles: dict[str, tuple[int, list[Rewarded]]] = {}
         for record in records:
             outcome = record_outcome(record, spec.rewards)
             offered = {c.id: c for c in record.candidates}
             rewarded: list[Rewarded] = []
-            for item, reward in outcome.per_item.items():
+            for item in record.seen_ids():
+                reward = outcome.per_item[item]
                 impressions, total = popularity.get(item, (0, 0.0))
                 popularity[item] = (impressions + 1, total + reward)
                 if reward > 0 and item in offered:

@@ -163,8 +163,8 @@ def save(
 ) -> int:
     """Store ``model`` as version ``expected_head + 1`` and mark ``learned_events`` learned.
 
-    ``event_changes`` (by event key) are the new rewards of learned events, stored with them in
-    the same transaction, conditional on each event being as it was read.
+    ``event_changes`` (by event key) are the learned events as read and their new rewards,
+    stored with them in the same transaction, conditional on each event being as it was read.
 
     With ``spec_change`` the policy's spec is replaced in the same transaction (conditional on
     its spec version), so no rank can pair the new spec with the old model or the reverse.
@@ -200,9 +200,12 @@ def save(
                 ]
                 condition = DecisionItem.status == "open"
                 change = (event_changes or {}).get(key)
-                if change is not None and change.writes:
-                    actions += change.actions()
+                if change is not None:
+                    # Still as read, even without new rewards: an impression report in between
+                    # bumped the revision, and the event must be learned with it.
                     condition &= change.condition()
+                    if change.writes:
+                        actions += change.actions()
                 transaction.update(DecisionItem(key), actions=actions, condition=condition)
     except TransactWriteError as exc:
         _discard_object(item)

@@ -22,13 +22,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from functions.common import decision_store, policy_store
-from functions.common.api_models import RewardIn, RewardsBody
+from bandit.errors import FieldError
+from functions.common import decision_store, impressions, policy_store
+from functions.common.api_models import ActivateBody, RewardIn, RewardsBody
 from functions.common.auth import Principal, verify_webhook
 from functions.common.aws import sqs
 from functions.common.errors import BadRequestError, UnavailableError
-from functions.common.http import parse_json
-from functions.common.observability import logger
+from functions.common.http import parse_json, parse_json_object
+from functions.common.observability import logger, metrics
 from functions.common.settings import settings
 
 MAX_MESSAGE_BYTES = 256 * 1024
@@ -101,13 +102,55 @@ def accept(principal: Principal, body: bytes, signature: str | None) -> int:
     return len(rewards)
 
 
-def activate(principal: Principal, event_id: str) -> bool:
-    """Mark a deferred event as shown (404 for unknown or another tenant's events)."""
+def activate(principal: Principal, event_id: str, body: bytes = b"") -> dict[str, Any]:
+    """Mark a deferred event as shown and record which slots were seen, if the body says.
+
+    404 for unknown or another tenant's events; 422 naming the field, with nothing changed, for
+    positions that are not on the event's slate. Impressions of an event that already closed
+    are counted as late (``late: true``), never learned.
+    """
     principal.require("reward")
+    request = ActivateBody.model_validate(parse_json_object(body)) if body.strip() else None
     # The event's state, not its record (which may be an S3 object this function cannot read)
-    policy = str(decision_store.status(principal.tenant, event_id)["policy"])
-    wait = policy_store.get(principal.tenant, policy).spec.rewards.wait_seconds
-    return decision_store.activate(principal.tenant, event_id, wait)
+    state = decision_store.status(principal.tenant, event_id)
+    positions = None if request is None else seen_positions(request, int(state["slots"]))
+    wait = policy_store.get(principal.tenant, str(state["policy"])).spec.rewards.wait_seconds
+    answer: dict[str, Any] = {
+        "event_id": event_id,
+        "activated": decision_store.activate(principal.tenant, event_id, wait),
+    }
+    if positions is not None:
+        report = impressions.record(principal.tenant, event_id, positions)
+        if report.late:
+            metrics.add_metric(name="ImpressionsLate", unit="Count", value=1)
+        answer.update(seen=report.seen, late=report.late)
+    return answer
+
+
+def seen_positions(request: ActivateBody, slots: int) -> list[int] | None:
+    """The positions ``request`` says were seen, checked against a slate of ``slots`` slots.
+
+    >>> seen_positions(ActivateBody(seen_through=2), 5), seen_positions(ActivateBody(), 5)
+    ([1, 2], None)
+    >>> seen_positions(ActivateBody(seen=[1, 6]), 5)
+    Traceback (most recent call last):
+    ...
+    bandit.errors.FieldError: seen[1]: position 6 is not on the event's slate (1 to 5)
+    """
+    if request.seen is not None and request.seen_through is not None:
+        raise FieldError("seen_through", "give seen or seen_through, not both")
+    if request.seen_through is not None:
+        if request.seen_through > slots:
+            detail = f"the event's slate has {slots} slots, not {request.seen_through}"
+            raise FieldError("seen_through", detail)
+        return list(range(1, request.seen_through + 1))
+    if request.seen is None:
+        return None
+    for index, position in enumerate(request.seen):
+        if position > slots:
+            detail = f"position {position} is not on the event's slate (1 to {slots})"
+            raise FieldError(f"seen[{index}]", detail)
+    return sorted(set(request.seen))
 
 
 def event_status(principal: Principal, event_id: str) -> dict[str, Any]:

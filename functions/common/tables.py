@@ -15,6 +15,7 @@ from pynamodb.attributes import (
     ListAttribute,
     MapAttribute,
     NumberAttribute,
+    NumberSetAttribute,
     TTLAttribute,
     UnicodeAttribute,
     UnicodeSetAttribute,
@@ -139,6 +140,8 @@ class DecisionItem(StoredModel):
     reward_ids = UnicodeSetAttribute(null=True)
     late_rewards = NumberAttribute(default=0)
     dropped_rewards = NumberAttribute(default=0)  # posted past the event's cap: counted only
+    seen = NumberSetAttribute(null=True)  # positions reported seen (``impressions``); none: all
+    late_impressions = NumberAttribute(null=True)  # reports after the event closed: counted only
     rev = NumberAttribute(default=0)  # bumped by every reward write (the learner's check)
     open_shard = UnicodeAttribute(null=True)
     closes_at = NumberAttribute(null=True)

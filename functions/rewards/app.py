@@ -39,11 +39,11 @@ def post_rewards() -> Response[dict[str, Any]]:
 )
 @tracer.capture_method
 def activate(event_id: str) -> Response[dict[str, Any]]:
-    """Mark a deferred event as shown; only activated events are learned."""
-    activated = reward_service.activate(principal_of(app), event_id)
-    return Response(
-        202, content_types.APPLICATION_JSON, {"event_id": event_id, "activated": activated}
-    )
+    """Mark a deferred event as shown (only activated events are learned); an optional body
+    says which slots the user saw (``seen`` positions or ``seen_through``)."""
+    body = raw_body(app.current_event.raw_event)
+    answer = reward_service.activate(principal_of(app), event_id, body)
+    return Response(202, content_types.APPLICATION_JSON, answer)
 
 
 @router.get("/v1/events/<event_id>", summary="An event's state", tags=["rewards"])
