@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.api_workers import compare as compare_workers
-from benchmarks.api_workers import markdown as api_workers_markdown
 from benchmarks.bakeoff import ENCODINGS, bakeoff, run_count
 from benchmarks.cold_start import MODEL_SIZES, cold_start, stored_models
 from benchmarks.core_speed import QUICK_RANK_SIZES, RANK_SIZES, learning_throughput, rank_sizes
@@ -20,22 +19,18 @@ from benchmarks.handler_speed import rank_handler_latency
 from benchmarks.http_speed import http_rank_latency
 from benchmarks.learner_speed import learner_bench
 from benchmarks.learning_loop import learning_loop_bench
-from benchmarks.learning_loop import markdown as learning_loop_markdown
 from benchmarks.load import load_bench
-from benchmarks.load import markdown as load_markdown
 from benchmarks.machine import describe
 from benchmarks.memory import peak_memory
 from benchmarks.news import news
-from benchmarks.peers import markdown as peers_markdown
 from benchmarks.peers import peers, stream_decisions
-from benchmarks.performance_doc import write_performance_doc
+from benchmarks.performance_doc import plugged_renderers, write_performance_doc
 from benchmarks.quality import quality
 from benchmarks.report import write_report
-from benchmarks.restart_survival import markdown as restart_survival_markdown
 from benchmarks.restart_survival import restart_survival
+from benchmarks.retrieval import retrieval_bench
 from benchmarks.stack_memory import QUICK_ROUNDS as QUICK_STACK_ROUNDS
 from benchmarks.stack_memory import ROUNDS as STACK_ROUNDS
-from benchmarks.stack_memory import markdown as stack_memory_markdown
 from benchmarks.stack_memory import stack_memory
 from benchmarks.taste import taste_bench
 from local.function_pool import default_api_workers
@@ -120,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     ranks = rank_sizes(sizes, progress=_note)
     learning = learning_throughput(events=min(3_000, calls * 2))
     save("core_speed", {"rank_100x10": ranks["100x10"], "rank_sizes": ranks, "learning": learning})
+    steps.begin(
+        "retrieval",
+        "recommend in process: a catalog index, retrieve 100 then rank 10, against exact search",
+    )
+    save("retrieval", retrieval_bench(quick, progress=_note))
     steps.begin("peers", "peers: raw VW floor, MABWiser and numpy LinUCB on the same stream")
     save("peers", peers(quick, _progress("peer decisions", stream_decisions(quick))))
     seeds = 20 if quick else 200
@@ -194,16 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     steps.end()
     save("run", {"quick": quick, "total_seconds": steps.total(), "steps": steps.seconds})
     write_report(args.results, args.doc)
-    write_performance_doc(
-        args.results,
-        args.performance_doc,
-        peers=peers_markdown,
-        load=load_markdown,
-        learning_loop=learning_loop_markdown,
-        stack_memory=stack_memory_markdown,
-        restart_survival=restart_survival_markdown,
-        api_workers=api_workers_markdown,
-    )
+    write_performance_doc(args.results, args.performance_doc, **plugged_renderers())
     print(
         f"done in {steps.total():.0f}s; summaries in {args.doc} and {args.performance_doc}",
         file=sys.stderr,

@@ -6,20 +6,24 @@ are left out, so a partial run still writes a correct document.
 
 Sections owned by other benchmark modules plug in as renderers: ``write_performance_doc(...,
 peers=peers.markdown, load=load.markdown, learning_loop=learning_loop.markdown)`` renders
-``peers.json``, ``load.json`` and ``learning_loop.json`` with them (``stack_memory=`` and
-``restart_survival=`` render the files of those names; a renderer takes the parsed JSON and
-returns markdown lines); a missing renderer or a missing file renders nothing.
+``peers.json``, ``load.json`` and ``learning_loop.json`` with them (``stack_memory=``,
+``restart_survival=``, ``api_workers=`` and ``retrieval=`` render the files of those names; a
+renderer takes the parsed JSON and returns markdown lines); a missing renderer or a missing file
+renders nothing. ``plugged_renderers()`` is every one of them, as ``make bench`` passes them;
+``python -m benchmarks.performance_doc`` regenerates the document from the results as they are.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 Renderer = Callable[[dict[str, Any]], list[str]]
 Results = dict[str, dict[str, Any]]
+ROOT = Path(__file__).resolve().parent.parent
 
 RESULT_FILES = (
     "core_speed",
@@ -28,6 +32,7 @@ RESULT_FILES = (
     "learner_speed",
     "cold_start",
     "memory",
+    "retrieval",
     "run",
 )
 CORE_P95_MS = 1.0
@@ -37,6 +42,7 @@ LEARNER_EVENTS_PER_S = 200.0
 LEARNER_SLOTS_PER_S = 3_000.0
 RANK_RSS_MB = 250.0
 BENCH_MINUTES = 15.0
+RECOMMEND_P95_MS = 15.0
 
 HEADER = """# Performance
 
@@ -101,6 +107,13 @@ def _targets(results: Results) -> list[str]:
         lines.append(
             f"| rank handler p95 <= {HANDLER_P95_MS:g} ms, in process on moto | {_ms(p95)} | "
             f"{_verdict(p95 <= HANDLER_P95_MS)} |"
+        )
+    if retrieval := results.get("retrieval"):
+        p95 = retrieval["recommend"]["total"]["p95_ms"]
+        lines.append(
+            f"| recommend in process (retrieve {retrieval['recommend']['size']} of "
+            f"{retrieval['items']:,} items + rank {retrieval['recommend']['slate']}) p95 <= "
+            f"{RECOMMEND_P95_MS:g} ms | {_ms(p95)} | {_verdict(p95 <= RECOMMEND_P95_MS)} |"
         )
     if cold := results.get("cold_start"):
         row = cold["cold_start"].get("100 KB")
@@ -369,6 +382,7 @@ def performance_markdown(
     stack_memory: Renderer | None = None,
     restart_survival: Renderer | None = None,
     api_workers: Renderer | None = None,
+    retrieval: Renderer | None = None,
 ) -> str:
     """The whole document for the results in ``results`` (see the module docstring)."""
     found = load_results(results)
@@ -376,6 +390,7 @@ def performance_markdown(
     if core := found.get("core_speed"):
         sections.append(_core(core))
     sections.append(optional_section(results, "peers", peers))
+    sections.append(optional_section(results, "retrieval", retrieval))
     sections.append(_handler(found))
     sections.append(optional_section(results, "load", load))
     sections.append(optional_section(results, "api_workers", api_workers))
@@ -408,6 +423,7 @@ def write_performance_doc(
     stack_memory: Renderer | None = None,
     restart_survival: Renderer | None = None,
     api_workers: Renderer | None = None,
+    retrieval: Renderer | None = None,
 ) -> None:
     """Write ``doc`` from the results in ``results``; the renderers render their files."""
     doc.parent.mkdir(parents=True, exist_ok=True)
@@ -419,5 +435,44 @@ def write_performance_doc(
         stack_memory=stack_memory,
         restart_survival=restart_survival,
         api_workers=api_workers,
+        retrieval=retrieval,
     )
     doc.write_text(markdown)
+
+
+def plugged_renderers() -> dict[str, Renderer]:
+    """Every section other benchmark modules render, as keyword arguments of the writers.
+
+    Imported when called: those modules bring in the stack, VW and the index library.
+    """
+    from benchmarks import (
+        api_workers,
+        learning_loop,
+        load,
+        peers,
+        restart_survival,
+        retrieval,
+        stack_memory,
+    )
+
+    return {
+        "peers": peers.markdown,
+        "load": load.markdown,
+        "learning_loop": learning_loop.markdown,
+        "stack_memory": stack_memory.markdown,
+        "restart_survival": restart_survival.markdown,
+        "api_workers": api_workers.markdown,
+        "retrieval": retrieval.markdown,
+    }
+
+
+def main() -> int:
+    """Regenerate ``docs/performance.md`` from ``benchmarks/results`` (no benchmark runs)."""
+    doc = ROOT / "docs" / "performance.md"
+    write_performance_doc(ROOT / "benchmarks" / "results", doc, **plugged_renderers())
+    print(f"wrote {doc}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

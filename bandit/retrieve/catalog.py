@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 from numpy.typing import NDArray
 
 from bandit.domain import Candidate
 from bandit.errors import FieldError
+
+CANDIDATE_CACHE = 8_192
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,6 +33,7 @@ class ItemTable:
     creators: tuple[str | None, ...]
     created_at: NDArray[np.float64]  # unix seconds, NaN when unknown
     features: tuple[bytes, ...]  # compact JSON objects
+    _made: dict[int, Candidate] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(cls, items: Iterable[Candidate]) -> ItemTable:
@@ -63,16 +67,26 @@ class ItemTable:
         return len(self.ids)
 
     def candidate(self, position: int) -> Candidate:
-        """The catalog item at ``position``, as the ranker takes it."""
+        """The catalog item at ``position``, as the ranker takes it (features read-only).
+
+        Items are made once and kept (up to ``CANDIDATE_CACHE`` of them): the popular, new and
+        coverage sources give every user much the same items.
+        """
+        if (made := self._made.get(position)) is not None:
+            return made
+        if len(self._made) >= CANDIDATE_CACHE:
+            self._made.clear()
         code = int(self.category_codes[position])
         created = float(self.created_at[position])
-        return Candidate(
+        made = Candidate(
             id=self.ids[position],
-            features=json.loads(self.features[position]),
+            features=MappingProxyType(json.loads(self.features[position].decode())),
             category=self.categories[code] if code < len(self.categories) else None,
             creator=self.creators[position],
             created_at=None if math.isnan(created) else created,
         )
+        self._made[position] = made
+        return made
 
     def columns(self) -> dict[str, object]:
         """The JSON-encodable columns (the arrays and features are written apart)."""

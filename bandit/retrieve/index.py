@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,6 +25,7 @@ from bandit.retrieve.settings import SPACE_NAME_PATTERN
 from bandit.retrieve.vectors import MAX_DIMENSIONS, Metric, VectorSpace
 
 MAX_SPACES = 8
+Vector = Sequence[float] | NDArray[np.floating[Any]]
 
 
 class CatalogIndex:
@@ -61,13 +63,18 @@ class CatalogIndex:
         self.popularity_rank = np.empty(count, dtype=np.int64)
         self.popularity_rank[self.by_popularity] = by_id
         self.by_category = _per_category(self.by_popularity, items)
+        # Categories by their best item's popularity: the order coverage visits them in.
+        self.category_order = sorted(
+            (code for code, members in enumerate(self.by_category) if len(members)),
+            key=lambda code: int(self.popularity_rank[self.by_category[code][0]]),
+        )
 
     @classmethod
     def build(
         cls,
         items: Iterable[Candidate],
         *,
-        vectors: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+        vectors: Mapping[str, Mapping[str, Vector]] | None = None,
         popularity: Mapping[str, float] | None = None,
         metrics: Mapping[str, Metric] | None = None,
         threads: int = 0,
@@ -75,7 +82,8 @@ class CatalogIndex:
     ) -> CatalogIndex:
         """Index ``items`` with their vectors by space and popularity scores (0 when absent).
 
-        Vectors and scores of ids not in ``items`` are ignored (the catalog is what can be
+        A vector is a sequence of floats or a numpy row. Vectors and scores of ids not in
+        ``items`` are ignored (the catalog is what can be
         served); an all-zero vector means "no vector" for that item. Spaces use cosine unless
         ``metrics`` names ``"ip"`` (inner product) for them. ``label`` names the build (for
         the decision log's lineage).
@@ -147,7 +155,7 @@ class CatalogIndex:
 
 def _build_space(
     name: str,
-    by_item: Mapping[str, Sequence[float]],
+    by_item: Mapping[str, Vector],
     positions: Mapping[str, int],
     *,
     metric: Metric,

@@ -86,6 +86,15 @@ class _Selection:
         self.codes = index.items.category_codes
         self.blocked = blocked
         self.taken: dict[int, Source] = {}
+        self._allowed_items: NDArray[np.bool_] | None = None
+
+    def allowed_items(self) -> NDArray[np.bool_] | None:
+        """One flag per item position when a category filter applies, else ``None``."""
+        if self.category_allowed.all():
+            return None
+        if self._allowed_items is None:
+            self._allowed_items = self.category_allowed[self.codes]
+        return self._allowed_items
 
     def admits(self, position: int) -> bool:
         return (
@@ -134,8 +143,17 @@ def retrieve(
         }
     selection = _Selection(index, request, blocked)
     walks: dict[Source, Callable[[int], Iterator[int]]] = {
-        Source.SIMILAR: _neighbours(index, spec.taste_space, history, request.user_vector, spec),
-        Source.EMBEDDING: _neighbours(index, spec.embedding_space, history, None, spec),
+        Source.SIMILAR: _neighbours(
+            index,
+            spec.taste_space,
+            spec,
+            selection,
+            history=history,
+            user_vector=request.user_vector,
+        ),
+        Source.EMBEDDING: _neighbours(
+            index, spec.embedding_space, spec, selection, history=history
+        ),
         Source.COVERAGE: lambda _: _coverage(index, history, selection),
         Source.NEW: lambda _: _walk(index.by_recency, selection),
         Source.POPULAR: lambda _: _walk(index.by_popularity, selection),
@@ -205,9 +223,11 @@ def _query(
 def _neighbours(
     index: CatalogIndex,
     space_name: str,
-    history: list[tuple[int, float]],
-    user_vector: Sequence[float] | None,
     spec: RetrievalSpec,
+    selection: _Selection,
+    *,
+    history: list[tuple[int, float]],
+    user_vector: Sequence[float] | None = None,
 ) -> Callable[[int], Iterator[int]]:
     """A walk over the query's nearest neighbours, searching wider while filters drop hits."""
 
@@ -222,7 +242,7 @@ def _neighbours(
         count = min(limit, want * spec.overfetch + len(history))
         seen: set[int] = set()
         while True:
-            for key in space.search(query, count).tolist():
+            for key in space.search(query, count, selection.allowed_items()).tolist():
                 if key not in seen:
                     seen.add(key)
                     yield key
@@ -240,11 +260,10 @@ def _coverage(
     codes = index.items.category_codes
     held = {int(codes[p]) for p, _ in history}
     lists = [
-        items
-        for code, items in enumerate(index.by_category)
-        if code not in held and len(items) and selection.category_allowed[code]
+        index.by_category[code]
+        for code in index.category_order
+        if code not in held and selection.category_allowed[code]
     ]
-    lists.sort(key=lambda items: int(index.popularity_rank[items[0]]))
     depth = max((len(items) for items in lists), default=0)
     for rank in range(depth):
         for items in lists:

@@ -11,7 +11,7 @@ Cosine spaces hold unit vectors and normalise the query; inner-product spaces ho
 from __future__ import annotations
 
 import struct
-from typing import Literal
+from typing import Any, Literal
 
 import faiss
 import numpy as np
@@ -24,6 +24,9 @@ MAX_DIMENSIONS = 4_096
 CONNECTIVITY = 16  # HNSW "M": 0.99 recall@10 at 100k x 64 (benchmarks/retrieval.py)
 EXPANSION_ADD = 128
 EXPANSION_SEARCH = 128  # the search beam; widened to the count asked when that is larger
+# A filtered search scans the allowed rows exactly when there are at most this many of them, or
+# at most a tenth of the space: a graph search through mostly filtered-out nodes costs more.
+EXACT_ROWS = 16_384
 _HEADER = struct.Struct("<4sIQ")  # metric, dimensions, vector count
 _METRICS: dict[str, Metric] = {"cos\0": "cos", "ip\0\0": "ip"}
 
@@ -42,6 +45,7 @@ class VectorSpace:
         self._index = index
         self._keys = keys  # item position of each stored row, ascending
         self.metric = metric
+        self._stored: NDArray[np.float16] | None = None
 
     @classmethod
     def build(
@@ -58,7 +62,7 @@ class VectorSpace:
         if metric == "cos":
             rows = _unit(rows)
         # faiss's stubs type the quantizer kind and the HNSW search parameters wrongly or not
-        # at all (they are SWIG enums and classes); hence the two ignores of this module.
+        # at all (they are SWIG enums and classes); hence the ignores of this module.
         index = faiss.IndexHNSWSQ(
             int(matrix.shape[1]),
             faiss.ScalarQuantizer.QT_fp16,  # type: ignore[arg-type]
@@ -118,20 +122,59 @@ class VectorSpace:
     def __contains__(self, key: int) -> bool:
         return self._row(key) is not None
 
-    def search(self, query: NDArray[np.floating], count: int) -> NDArray[np.int64]:
-        """Keys of the (approximately) ``count`` nearest items to ``query``, nearest first."""
-        count = min(count, len(self._keys))
-        if count <= 0:
-            return np.zeros(0, dtype=np.int64)
+    def search(
+        self,
+        query: NDArray[np.floating],
+        count: int,
+        allowed: NDArray[np.bool_] | None = None,
+    ) -> NDArray[np.int64]:
+        """Keys of the (approximately) ``count`` nearest items to ``query``, nearest first.
+
+        ``allowed`` (one flag per item position) restricts the search itself to those items,
+        so a narrow filter does not have to be made up for by searching wider; a narrow
+        enough one is searched exactly (see ``EXACT_ROWS``).
+        """
         vector = np.asarray(query, dtype=np.float32).reshape(1, -1)
         if self.metric == "cos":
             vector = _unit(vector)
-        params = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
-            efSearch=max(EXPANSION_SEARCH, count)
-        )
-        _, rows = self._index.search(vector, count, params=params)
-        found = rows[0]
-        return np.asarray(self._keys[found[found >= 0]], dtype=np.int64)
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+        if allowed is not None:
+            rows = allowed[self._keys]
+            permitted = int(rows.sum())
+            count = min(count, permitted)
+            if count > 0 and (permitted <= EXACT_ROWS or 10 * permitted <= len(rows)):
+                return self._exact(vector[0], count, np.flatnonzero(rows))
+            bitmap = np.packbits(rows, bitorder="little")  # kept alive through the search
+            params.sel = faiss.IDSelectorBitmap(len(rows), faiss.swig_ptr(bitmap))
+        count = min(count, len(self._keys))
+        if count <= 0:
+            return np.zeros(0, dtype=np.int64)
+        params.efSearch = max(EXPANSION_SEARCH, count)
+        _, found = self._index.search(vector, count, params=params)
+        hits = found[0]
+        return np.asarray(self._keys[hits[hits >= 0]], dtype=np.int64)
+
+    def _exact(
+        self, vector: NDArray[np.float32], count: int, rows: NDArray[np.intp]
+    ) -> NDArray[np.int64]:
+        """The ``count`` best of ``rows`` by inner product with the stored vectors (ties: row)."""
+        # einsum, not ``@``: a matrix-vector product goes to BLAS, whose threads cost far more
+        # than this small product when the machine is busy.
+        scores = np.einsum("ij,j->i", self._stored_rows()[rows].astype(np.float32), vector)
+        best = np.argpartition(-scores, count - 1)[:count] if count < len(rows) else None
+        chosen = rows if best is None else rows[best]
+        ranked = scores if best is None else scores[best]
+        order = np.lexsort((chosen, -ranked))
+        return np.asarray(self._keys[chosen[order]], dtype=np.int64)
+
+    def _stored_rows(self) -> NDArray[np.float16]:
+        """The stored half-precision vectors, viewed in place (no copy)."""
+        if self._stored is None:
+            storage: Any = faiss.downcast_index(self._index.storage)  # type: ignore[attr-defined]
+            codes = storage.codes
+            flat = faiss.rev_swig_ptr(codes.data(), codes.size())
+            self._stored = np.asarray(flat).view(np.float16).reshape(-1, self.dimensions)
+        return self._stored
 
     def vectors(self, keys: list[int]) -> NDArray[np.float32]:
         """The stored vectors of ``keys`` (all present in the space), one row each."""
@@ -140,8 +183,7 @@ class VectorSpace:
             raise KeyError("a key is not in the vector space")
         if not rows:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        stored = self._index.reconstruct_batch(np.asarray(rows, dtype=np.int64))
-        return np.asarray(stored, dtype=np.float32)
+        return self._stored_rows()[np.asarray(rows, dtype=np.intp)].astype(np.float32)
 
 
 def _unit(rows: NDArray[np.float32]) -> NDArray[np.float32]:

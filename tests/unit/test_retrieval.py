@@ -280,3 +280,18 @@ def test_the_index_library_leaves_vowpal_wabbit_working_whatever_loads_first() -
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "2"
+
+
+def test_a_filtered_search_returns_the_exact_best_of_the_allowed_items() -> None:
+    # Given a space and a filter that allows about a tenth of the items
+    vectors, _ = clustered(3_000, 16, 10, seed=5)
+    space = VectorSpace.build(np.arange(3_000), vectors, threads=1)
+    allowed = np.arange(3_000) % 10 == 3
+    query = vectors[17]
+    # When searched for 25 hits within the filter
+    found = space.search(query, 25, allowed)
+    # Then they are the 25 best allowed items, best first (as numpy finds them)
+    stored = space.vectors(list(range(3_000)))
+    scores = np.where(allowed, stored @ query, -np.inf)
+    assert found.tolist() == np.argsort(-scores, kind="stable")[:25].tolist()
+    assert space.search(query, 25, np.zeros(3_000, dtype=bool)).tolist() == []
