@@ -32,7 +32,7 @@ from benchmarks.retrieval import retrieval_bench
 from benchmarks.stack_memory import QUICK_ROUNDS as QUICK_STACK_ROUNDS
 from benchmarks.stack_memory import ROUNDS as STACK_ROUNDS
 from benchmarks.stack_memory import stack_memory
-from benchmarks.taste import taste_bench
+from benchmarks.taste import GRID_ROUNDS, taste_bench
 from local.function_pool import default_api_workers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,10 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         bakeoff(datasets, shuffles=shuffles, progress=_progress("learner runs", runs)),
     )
     taste_rounds = 400 if quick else 20_000
+    grid_rounds = 200 if quick else GRID_ROUNDS
     steps.begin(
-        "taste world", f"taste world: for-you with and without history, {taste_rounds:,} rounds"
+        "taste world",
+        f"taste world: every contender on one stream, {taste_rounds:,} rounds (plain VW grid "
+        f"at {grid_rounds:,})",
     )
-    save("taste", taste_bench(taste_rounds))
+    save("taste", taste_bench(taste_rounds, grid_rounds=grid_rounds, progress=_note))
     steps.begin("rank handler on moto", f"rank handler on moto: {min(calls, 500):,} calls")
     save("handler_speed", {"rank_handler_moto": rank_handler_latency(calls=min(calls, 500))})
     http_calls = 10 if quick else 200
