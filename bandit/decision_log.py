@@ -86,6 +86,13 @@ class Constraints(_Record):
     max_per_creator: int | None = None
 
 
+class RetrievalLog(_Record):
+    """How recommend retrieved the candidates: the index build and each candidate's source."""
+
+    index_version: int
+    sources: list[str] = Field(default_factory=list)  # in candidate order
+
+
 class ExplorationLog(_Record):
     """The budget state the decision was made under."""
 
@@ -106,6 +113,8 @@ class DecisionRecord(_Record):
     context: dict[str, Any] = Field(default_factory=dict)
     # The user's history snapshot the slate was drawn with (policies with ``history`` on).
     history: History | None = None
+    # Each candidate's collaborative affinity (``collaborative`` on), in candidate order.
+    affinities: list[float | None] | None = None
     user_id: str | None = None
     segment: str
     candidates: list[LoggedCandidate]
@@ -119,6 +128,8 @@ class DecisionRecord(_Record):
     activated_at: float | None = None
     wait_seconds: int | None = None  # the reward wait in force when the event was decided
     learned_version: int | None = None
+    # Recommend only: the catalog index build and the source of every candidate.
+    retrieval: RetrievalLog | None = None
     # 1-based positions the app reported seen (the union of its reports); None: no report.
     seen: list[Annotated[int, Field(ge=1)]] | None = None
 

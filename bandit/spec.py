@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bandit.errors import SpecError
+from bandit.retrieve.settings import RetrievalSpec
 from bandit.serve.vw_args import (
     EXPLORATION_FLAGS,
     validate_cb_type,
@@ -161,6 +162,20 @@ class HistorySpec(_Frozen):
     decay: float = Field(0.9, gt=0.0, le=1.0)
 
 
+class CollaborativeSpec(_Frozen):
+    """The collaborative signal (namespace ``T``, ``bandit.learn.taste_factors``): off by default.
+
+    The tenant's taste factors are fitted from every user's rewarded items by the catalog
+    index builder (its token kinds and dimensions are deployment settings, since users are the
+    tenant's, not one policy's); at rank time each candidate gets its cosine with the user's
+    taste (the last ``items`` rewarded items, each older one weighing ``decay`` times the next).
+    """
+
+    enabled: bool = False
+    items: int = Field(20, ge=1, le=50)
+    decay: float = Field(0.9, gt=0.0, le=1.0)
+
+
 class RewardSpec(_Frozen):
     """How posted outcomes become the reward VW learns (cost = -reward)."""
 
@@ -198,6 +213,8 @@ class PolicySpec(_Frozen):
     diversity: DiversitySpec = DiversitySpec()
     rewards: RewardSpec = RewardSpec()
     history: HistorySpec = HistorySpec()
+    collaborative: CollaborativeSpec = CollaborativeSpec()
+    retrieval: RetrievalSpec = RetrievalSpec()
 
     @model_validator(mode="after")
     def _consistent(self) -> PolicySpec:

@@ -87,7 +87,12 @@ def slot_probabilities(ranker: Ranker, record: DecisionRecord) -> list[float]:
     candidates = [c.to_candidate() for c in record.candidates]
     index = {c.id: i for i, c in enumerate(candidates)}
     request = RankRequest(
-        record.event_id, record.context, candidates, record.user_id, history=record.history
+        record.event_id,
+        record.context,
+        candidates,
+        record.user_id,
+        history=record.history,
+        affinities=record.affinities,
     )
     scores = ranker.scores(request, record.segment)
     weights = exploration_weights(

@@ -18,6 +18,7 @@ import numpy as np
 from bandit.decision_log import DecisionRecord
 from bandit.learn.history import history_namespace
 from bandit.learn.rewards import record_outcome
+from bandit.learn.taste_factors import taste_lines
 from bandit.serve.cost import check_slot_work, slot_work
 from bandit.serve.features import action_lines, shared_line
 from bandit.serve.slate import SlateConstraints, allowed_mask
@@ -61,7 +62,7 @@ def constraints_of(record: DecisionRecord) -> SlateConstraints:
 def slot_examples(record: DecisionRecord, spec: PolicySpec) -> list[SlotExample]:
     """The VW examples of a closed event, one per seen slot, in position order."""
     candidates = [c.to_candidate() for c in record.candidates]
-    lines = action_lines(candidates)
+    lines = taste_lines(action_lines(candidates), record.affinities)
     shared = shared_line(record.context, history_namespace(record.history))
     index = {candidate.id: i for i, candidate in enumerate(candidates)}
     constraints = constraints_of(record)

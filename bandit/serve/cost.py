@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bandit.errors import FieldError
-from bandit.serve.vw_args import cost_factor, interaction_terms
+from bandit.serve.vw_args import cost_factor, interaction_terms, low_rank_terms
 
 # About 0.1 s of scoring on one core of a 2-core CI machine (250 M feature evaluations a second
 # for plain mtr; ``tests/reliability/test_cost_bound.py`` measures the worst allowed request).
@@ -48,6 +48,7 @@ def slot_work(args: Sequence[str], shared: str, actions: Sequence[str]) -> int:
     146
     """
     terms = interaction_terms(args)
+    low_rank = low_rank_terms(args)
     context = namespace_counts(shared)
     linear = sum(context.values()) + 1
     total = 0
@@ -59,6 +60,14 @@ def slot_work(args: Sequence[str], shared: str, actions: Sequence[str]) -> int:
             for letter in term:
                 product *= context.get(letter, 0) + own.get(letter, 0)
             work += product
+        for letters, rank in low_rank:
+            left, right = letters[0], letters[1]
+            # VW's lrq pairs every feature of one side with every one of the other through each
+            # of ``rank`` latent weights, both ways round.
+            pairs = (context.get(left, 0) + own.get(left, 0)) * (
+                context.get(right, 0) + own.get(right, 0)
+            )
+            work += 2 * rank * pairs
         total += work
     return total * cost_factor(args) + ACTION_OVERHEAD * len(actions)
 

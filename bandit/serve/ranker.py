@@ -25,6 +25,7 @@ from bandit.decision_log import (
 from bandit.domain import Candidate, Slot
 from bandit.errors import FieldError
 from bandit.learn.history import History, history_namespace
+from bandit.learn.taste_factors import taste_lines
 from bandit.serve.budget import Clock, ExplorationBudget
 from bandit.serve.coldstart import PopularityPrior, blend, exploration_weights, model_weight
 from bandit.serve.cost import check_slot_work
@@ -48,6 +49,8 @@ class RankRequest:
     exclude: Collection[str] = ()
     timestamp: float | None = None
     history: History | None = None  # the user's history snapshot, when the spec uses it
+    # Each candidate's collaborative affinity (``bandit.learn.taste_factors``), when on.
+    affinities: Sequence[float | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class RankResult:
             timestamp=self.timestamp,
             context=dict(request.context),
             history=request.history,
+            affinities=None if request.affinities is None else list(request.affinities),
             user_id=request.user_id,
             segment=self.segment,
             candidates=[LoggedCandidate.of(c) for c in request.candidates],
@@ -134,7 +138,7 @@ class Ranker:
     def scores(self, request: RankRequest, segment: str) -> np.ndarray:
         """Expected-reward scores of the candidates (model blended with the prior)."""
         shared = shared_line(request.context, history_namespace(request.history))
-        actions = self.lines(request.candidates)
+        actions = taste_lines(self.lines(request.candidates), request.affinities)
         check_slot_work(self.model.args, shared, actions)
         model_scores = self.model.score(shared, actions)
         weight = model_weight(self.spec.cold_start, self.model.examples_learned, segment)

@@ -35,6 +35,8 @@ _FLOAT = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
 _INT = r"\d{1,6}"
 _ENSEMBLE = r"[1-9]|[12][0-9]|3[0-2]"
 _NS = r"[A-Za-z]"
+MAX_LRQ_RANK = 64
+_LRQ_RANK = r"([1-9]|[1-5][0-9]|6[0-4])"
 MAX_INTERACTION_TERMS = 8
 MAX_INTERACTION_ORDER = 3
 # 2**bits weights, times the ensemble's policies (rounded up to a power of two, as VW strides
@@ -80,6 +82,11 @@ ALLOWED_FLAGS: dict[str, _Flag] = {
     "--mellowness": _Flag(1, _FLOAT),
     "--softmax": _Flag(0),
     "--lambda": _Flag(1, _FLOAT),
+    # Low-rank quadratics: latent factors between two namespaces (``HI8``: rank 8), learned
+    # online, e.g. the user's history with the items ("people who liked X like Y").
+    "--lrq": _Flag(1, _NS + "{2}" + _LRQ_RANK),
+    "--lrqfa": _Flag(1, _NS + "{2}" + _LRQ_RANK),
+    "--lrqdropout": _Flag(0),
 }
 
 EXPLORATION_FLAGS = frozenset(
@@ -104,8 +111,9 @@ EXPLORATION_FLAGS = frozenset(
 
 
 INTERACTION_FLAGS = frozenset({"-q", "--quadratic", "--cubic", "--interactions"})
+LOW_RANK_FLAGS = frozenset({"--lrq", "--lrqfa"})
 # Flags that may be given several times (each adds one more interaction or ignored namespace).
-REPEATABLE_FLAGS = INTERACTION_FLAGS | {"--ignore", "--ignore_linear"}
+REPEATABLE_FLAGS = INTERACTION_FLAGS | LOW_RANK_FLAGS | {"--ignore", "--ignore_linear"}
 _ALIASES = {"-l": "--learning_rate", "-b": "--bit_precision", "-q": "--quadratic"}
 
 
@@ -201,7 +209,7 @@ def _check_cost_caps(tokens: Sequence[str], flags: Sequence[tuple[str, str]]) ->
 
     ``tokens`` are the arguments that ``flags`` (``(field, flag)`` in order) were read from.
     """
-    terms = [field for field, flag in flags if flag in INTERACTION_FLAGS]
+    terms = [field for field, flag in flags if flag in INTERACTION_FLAGS | LOW_RANK_FLAGS]
     if len(terms) > MAX_INTERACTION_TERMS:
         raise SpecError(
             terms[MAX_INTERACTION_TERMS],
@@ -233,6 +241,20 @@ def interaction_terms(args: Sequence[str]) -> list[str]:
     """
     tokens = list(args)
     return [tokens[i + 1] for i, token in enumerate(tokens[:-1]) if token in INTERACTION_FLAGS]
+
+
+def low_rank_terms(args: Sequence[str]) -> list[tuple[str, int]]:
+    """The namespace letters and rank of every low-rank quadratic of ``args`` (validated).
+
+    >>> low_rank_terms(["-q", "CI", "--lrq", "HI8", "--lrqfa", "CI16"])
+    [('HI', 8), ('CI', 16)]
+    """
+    tokens = list(args)
+    return [
+        (tokens[i + 1][:2], int(tokens[i + 1][2:]))
+        for i, token in enumerate(tokens[:-1])
+        if token in LOW_RANK_FLAGS
+    ]
 
 
 def cost_factor(args: Sequence[str]) -> int:

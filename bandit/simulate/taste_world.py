@@ -16,9 +16,12 @@ the request's context names, so context alone can learn everything there is to k
   factors can find, and that a user's own history (what they clicked, its categories) reveals.
 
 The catalog is large (10,000 items by default) and each request offers ``candidates`` items drawn
-at random from it. Every probability is known, so a policy can be set against the oracle, against
-the best policy that knows only the context (:meth:`TasteWorld.context_oracle_slate`), and
-against one that knows the user's tastes. All randomness comes from ``seed``.
+at random from it: uniformly, or with ``exposure_skew`` > 0 Zipf-like (item ``k`` of a random
+order offered in proportion to ``(k + 1) ** -exposure_skew``), the head-and-long-tail a real
+app's candidate lists have, where the head gathers enough feedback to learn item by item. Every
+probability is known, so a policy can be set against the oracle, against the best policy that
+knows only the context (:meth:`TasteWorld.context_oracle_slate`), and against one that knows the
+user's tastes. All randomness comes from ``seed``.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class TasteWorld:
         base_ctr: float = 0.03,
         seconds_per_request: float = 1.0,
         start_time: float = 1_700_000_000.0,
+        exposure_skew: float = 0.0,
     ) -> None:
         for name, count in (
             ("n_items", n_items),
@@ -77,6 +81,8 @@ class TasteWorld:
             raise ValueError(f"tastes_per_user must be in [1, n_tastes], got {tastes_per_user}")
         if not 0.0 <= category_fidelity <= 1.0:
             raise ValueError(f"category_fidelity must be in [0, 1], got {category_fidelity}")
+        if not 0.0 <= exposure_skew <= 3.0:
+            raise ValueError(f"exposure_skew must be in [0, 3], got {exposure_skew}")
         if not 0.0 < base_ctr * LIKED_LIFT <= MAX_PROBABILITY:
             raise ValueError(f"base_ctr must be in (0, {MAX_PROBABILITY / LIKED_LIFT:.3f}]")
         world_seed, stream_seed = np.random.SeedSequence(seed).spawn(2)
@@ -98,6 +104,12 @@ class TasteWorld:
             world.integers(n_categories, size=n_items),
         )
         creator = world.integers(n_creators, size=n_items)
+        self._item_category = category.astype(np.int64)
+        # P(cluster | category): each cluster shows its own category with the fidelity, any
+        # category with the rest, and clusters are equally likely a priori.
+        given_cluster = np.full((n_tastes, n_categories), (1.0 - category_fidelity) / n_categories)
+        given_cluster[np.arange(n_tastes), cluster_category] += category_fidelity
+        self._cluster_posterior = (given_cluster / given_cluster.sum(axis=0)).T
         self._item_appeal = world.lognormal(0.0, 0.3, size=n_items)
         ages = world.uniform(0.0, 30 * 86_400.0, size=n_items)
         self._item_ids = tuple(f"item-{i:05d}" for i in range(n_items))
@@ -122,6 +134,15 @@ class TasteWorld:
         self._user_cohort = world.integers(len(COHORTS), size=n_users)
         self._user_device = world.integers(len(DEVICES), size=n_users)
         self._interactions = np.zeros(n_users, dtype=np.int64)
+        # How often each item is a candidate: uniform, or Zipf-like over a random order of the
+        # catalog (a head of often-offered items and a long tail), drawn last so that the rest
+        # of the world is the same at every skew.
+        self._exposure: NDArray[np.float64] | None = None
+        if exposure_skew > 0.0:
+            order = world.permutation(n_items)
+            weights = np.empty(n_items)
+            weights[order] = (1.0 + np.arange(n_items)) ** -exposure_skew
+            self._exposure = weights / weights.sum()
 
     # -- the request stream ---------------------------------------------------------------
 
@@ -129,7 +150,9 @@ class TasteWorld:
         """Advance the clock, pick a user at random and ``candidates`` items from the catalog."""
         self._now += self._seconds_per_request
         user = int(self._rng.integers(len(self._user_ids)))
-        picked = self._rng.choice(len(self._item_ids), size=self._n_candidates, replace=False)
+        picked = self._rng.choice(
+            len(self._item_ids), size=self._n_candidates, replace=False, p=self._exposure
+        )
         interactions = int(self._interactions[user])
         self._interactions[user] = interactions + 1
         context: dict[str, Any] = {
@@ -190,6 +213,24 @@ class TasteWorld:
         lift = 1.0 + (LIKED_LIFT - 1.0) * liked_share
         mean = np.minimum(MAX_PROBABILITY, self._base_ctr * lift * self._item_appeal[items])
         order = np.argsort(-mean, kind="stable")[: max(k, 0)]
+        return [candidates[i].id for i in order.tolist()]
+
+    def category_oracle_slate(
+        self, user_id: str, candidates: Sequence[Candidate], k: int
+    ) -> list[str]:
+        """The best slate knowing the user's tastes and every item's appeal, but items' clusters
+        only through their categories: what a learner that mastered the categories could reach.
+
+        An item's chance to be of a liked cluster is the posterior over clusters given its
+        category (fidelity ``category_fidelity``, clusters equally likely); nothing beyond the
+        category tells two items of one category apart, so no category-level learner does better.
+        """
+        user = self._user_index[user_id]
+        items = np.fromiter((self._item_index[c.id] for c in candidates), dtype=np.int64)
+        liked_share = self._cluster_posterior[self._item_category[items]][:, self._likes[user]]
+        lift = 1.0 + (LIKED_LIFT - 1.0) * liked_share.sum(axis=1)
+        expected = self._item_appeal[items] * lift
+        order = np.argsort(-expected, kind="stable")[: max(k, 0)]
         return [candidates[i].id for i in order.tolist()]
 
     def liked_item_ids(self, user_id: str, candidates: Sequence[Candidate]) -> list[str]:

@@ -85,4 +85,5 @@ def upsert_items(principal: Principal, body: ItemsBody) -> dict[str, Any]:
     """Create or replace catalog items (needs scope ``admin``)."""
     principal.require("admin")
     items = [Candidate(i.id, i.features, i.category, i.creator, i.created_at) for i in body.items]
-    return {"upserted": catalog.upsert(principal.tenant, items)}
+    embeddings = {i.id: i.embedding for i in body.items if i.embedding is not None}
+    return {"upserted": catalog.upsert(principal.tenant, items, embeddings)}

@@ -13,10 +13,12 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from bandit.errors import FieldError
+from bandit.retrieve.settings import MAX_RETRIEVAL_SIZE
 from bandit.serve.features import MAX_ABS_VALUE, MAX_DEPTH, MAX_STRING_LENGTH
 
 MAX_CANDIDATES = 1000
 MAX_SLATE = 50
+MAX_EMBEDDING_DIMS = 1024
 MAX_REWARDS = 100
 MAX_ITEMS = 500
 MAX_FEATURES = 1000
@@ -160,6 +162,19 @@ CatalogId = Annotated[str, Field(pattern=ID_PATTERN)]
 Timestamp = Annotated[float, Field(ge=0, le=MAX_TIMESTAMP)]
 
 
+class ItemIn(_Body):
+    """A catalog item: a candidate, and optionally its own embedding (for recommend)."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    features: JsonFeatures = Field(default_factory=dict)
+    category: str | None = Field(None, max_length=256)
+    creator: str | None = Field(None, max_length=256)
+    created_at: Timestamp | None = None
+    embedding: list[Annotated[float, Field(ge=-1e6, le=1e6)]] | None = Field(
+        None, min_length=2, max_length=MAX_EMBEDDING_DIMS
+    )
+
+
 class CandidateIn(_Body):
     """A candidate sent in full (or use a string id from the catalog)."""
 
@@ -190,6 +205,28 @@ class RankBody(_Body):
     exclude: list[CatalogId] = Field(default_factory=list, max_length=MAX_CANDIDATES)
     defer_activation: bool = False
     baseline: list[CatalogId] | None = Field(None, max_length=MAX_SLATE)
+
+
+CategoryName = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class RecommendFilters(_Body):
+    """What recommend may retrieve: categories to keep (all when absent) and to leave out."""
+
+    categories: list[CategoryName] | None = Field(None, min_length=1, max_length=100)
+    exclude_categories: list[CategoryName] = Field(default_factory=list, max_length=100)
+
+
+class RecommendBody(_Body):
+    """``POST /v1/policies/{policy}/recommend``: no candidates, the catalog is the pool."""
+
+    context: JsonFeatures = Field(default_factory=dict)
+    user_id: str | None = Field(None, pattern=ID_PATTERN)
+    slate_size: int | None = Field(None, ge=1, le=MAX_SLATE)
+    filters: RecommendFilters = RecommendFilters()
+    exclude: list[CatalogId] = Field(default_factory=list, max_length=MAX_CANDIDATES)
+    size: int | None = Field(None, ge=1, le=MAX_RETRIEVAL_SIZE)
+    defer_activation: bool = False
 
 
 class SlotOut(BaseModel):
@@ -268,7 +305,7 @@ class RollbackBody(_Body):
 class ItemsBody(_Body):
     """``PUT /v1/items``: catalog upsert."""
 
-    items: list[CandidateIn] = Field(min_length=1, max_length=MAX_ITEMS)
+    items: list[ItemIn] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
 class ErrorResponse(BaseModel):

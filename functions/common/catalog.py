@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import NDArray
 from pynamodb.exceptions import PynamoDBException
 
 from bandit.domain import Candidate
@@ -14,9 +17,18 @@ from functions.common.errors import PayloadTooLargeError, StorageError, Validati
 from functions.common.item_size import MAX_ITEM_BYTES, item_size
 from functions.common.tables import CatalogItem, bind, storable_number
 
+MAX_EMBEDDING_DIMS = 1024
 
-def upsert(tenant: str, items: Sequence[Candidate]) -> int:
+
+def upsert(
+    tenant: str,
+    items: Sequence[Candidate],
+    embeddings: Mapping[str, Sequence[float]] | None = None,
+) -> int:
     """Create or replace items (batched writes); returns how many were written.
+
+    ``embeddings`` gives items their own vectors (by item id), which the catalog index
+    builder puts in the ``embedding`` space of recommend's retrieval.
 
     Every item is measured first: one that DynamoDB could never store (over 400 KB as it counts
     items) is refused with ``PayloadTooLargeError`` naming ``items[i]``, and then none is
@@ -37,6 +49,9 @@ def upsert(tenant: str, items: Sequence[Candidate]) -> int:
             created_at=now if created is None else storable_number(created),
             updated_at=now,
         )
+        vector = (embeddings or {}).get(item.id)
+        if vector is not None:
+            stored.embedding = np.asarray(vector, dtype="<f4").tobytes()
         size = item_size(stored.serialize())
         if size > MAX_ITEM_BYTES:
             raise PayloadTooLargeError(
@@ -46,6 +61,47 @@ def upsert(tenant: str, items: Sequence[Candidate]) -> int:
             )
         latest[item.id] = stored
     return put_all(list(latest.values()), what="catalog")
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One catalog item as the index builder reads it."""
+
+    candidate: Candidate
+    embedding: NDArray[np.float32] | None
+    updated_at: float
+
+
+def entries(tenant: str, deadline: Callable[[], float] | None = None) -> list[CatalogEntry]:
+    """Every item of a tenant's catalog (a paged query), in id order.
+
+    ``deadline`` gives the seconds left; the read stops with ``StorageError`` when it runs out.
+    """
+    bind()
+    out: list[CatalogEntry] = []
+    try:
+        for item in CatalogItem.query(tenant, page_size=1000):
+            if deadline is not None and deadline() <= 0:
+                raise StorageError(f"catalog of tenant {tenant!r} not read in time")
+            vector = None
+            if item.embedding is not None:
+                vector = np.frombuffer(bytes(item.embedding), dtype="<f4").astype(np.float32)
+            out.append(
+                CatalogEntry(
+                    Candidate(
+                        id=item.sk,
+                        features=json.loads(item.features),
+                        category=item.category,
+                        creator=item.creator,
+                        created_at=None if item.created_at is None else float(item.created_at),
+                    ),
+                    vector,
+                    float(item.updated_at or 0),
+                )
+            )
+    except PynamoDBException as exc:
+        raise StorageError(f"catalog unavailable: {exc.msg}") from exc
+    return out
 
 
 def resolve(tenant: str, ids: Sequence[tuple[int, str]]) -> dict[str, Candidate]:

@@ -78,6 +78,15 @@ class UnavailableError(ServiceError):
         self.retry_after = retry_after
 
 
+class IndexNotBuiltError(UnavailableError):
+    """Recommend before the tenant's first catalog index build: retry once it is built."""
+
+    code = "index_not_built"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, retry_after=60)
+
+
 class StorageError(ServiceError):
     """A storage call failed (throttled, down, or refused)."""
 

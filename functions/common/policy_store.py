@@ -69,6 +69,15 @@ def list_policies(tenant: str) -> list[StoredPolicy]:
         raise StorageError(f"policy store unavailable: {exc.msg}") from exc
 
 
+def tenants() -> set[str]:
+    """Every tenant that has a policy (a scan of the small policies table, keys only)."""
+    bind()
+    try:
+        return {item.pk for item in PolicyItem.scan(attributes_to_get=["pk", "sk"])}
+    except PynamoDBException as exc:
+        raise StorageError(f"policy store unavailable: {exc.msg}") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class PutResult:
     """A stored policy and whether storing it started a fresh model version."""

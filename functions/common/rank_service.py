@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from bandit.decision_log import RetrievalLog
 from bandit.domain import Candidate
 from bandit.learn.history import History, snapshot
 from bandit.serve.budget import ExplorationBudget
@@ -19,11 +20,13 @@ from bandit.serve.features import ActionLines
 from bandit.serve.ranker import Ranker, RankRequest
 from bandit.spec import PolicySpec
 from functions.common import catalog, counters, decision_store, policy_store, users
-from functions.common.api_models import CandidateIn, RankBody
+from functions.common.api_models import CandidateIn, RankBody, RecommendBody
 from functions.common.counters import DynamoLedger
-from functions.common.errors import StorageError
+from functions.common.errors import IndexNotBuiltError, StorageError
+from functions.common.index_store import IndexCache, StoredIndex
 from functions.common.model_cache import ModelCache
 from functions.common.observability import logger, metrics
+from functions.common.recommend import Decision, candidate_affinities, retrieve_for
 from functions.common.settings import settings
 
 
@@ -38,6 +41,7 @@ class RankService:
         # Featurized candidates, shared by every policy: a line depends only on the candidate.
         self.lines = ActionLines()
         self.popularity = counters.PopularityCache()
+        self.indexes = IndexCache()
 
     def _policy(self, tenant: str, name: str) -> policy_store.StoredPolicy:
         key = (tenant, name)
@@ -74,13 +78,78 @@ class RankService:
         return budget
 
     def rank(self, tenant: str, policy: str, body: RankBody) -> dict[str, Any]:
-        """Draw a slate and log the decision; returns the response body."""
+        """Draw a slate from the app's candidates and log the decision; returns the body."""
         started = time.perf_counter()
         stored = self._policy(tenant, policy)
-        spec = stored.spec
-        cached, degraded = self.models.get(tenant, policy, spec, stored.head_version)
         candidates = self._candidates(tenant, body)
         profile = self._profile(tenant, body.user_id)
+        return self._decide(
+            tenant,
+            stored,
+            Decision(
+                context=body.context,
+                candidates=candidates,
+                user_id=body.user_id,
+                slate_size=body.slate_size,
+                exclude=body.exclude,
+                defer_activation=body.defer_activation,
+            ),
+            profile,
+            started=started,
+        )
+
+    def recommend(self, tenant: str, policy: str, body: RecommendBody) -> dict[str, Any]:
+        """Retrieve candidates from the tenant's catalog index, then rank them (see
+        ``functions.common.recommend``); the probabilities are exact given the retrieved set."""
+        started = time.perf_counter()
+        stored = self._policy(tenant, policy)
+        profile = self._profile(tenant, body.user_id)
+        index = self._index(tenant, required=True)
+        assert index is not None  # required=True raises instead
+        retrieved = retrieve_for(index, stored.spec, profile, body)
+        result = self._decide(
+            tenant,
+            stored,
+            Decision(
+                context=body.context,
+                candidates=list(retrieved.candidates),
+                user_id=body.user_id,
+                slate_size=body.slate_size,
+                exclude=(),
+                defer_activation=body.defer_activation,
+                retrieval=RetrievalLog(
+                    index_version=index.head.version,
+                    sources=[source.value for source in retrieved.sources],
+                ),
+            ),
+            profile,
+            started=started,
+            index=index,
+        )
+        source_of = dict(zip(retrieved.item_ids, retrieved.sources, strict=True))
+        for slot in result["slate"]:
+            slot["source"] = source_of[slot["id"]].value
+        result["retrieval"] = {
+            "index_version": index.head.version,
+            "candidates": len(retrieved.candidates),
+            "sources": retrieved.counts(),
+        }
+        return result
+
+    def _decide(
+        self,
+        tenant: str,
+        stored: policy_store.StoredPolicy,
+        decision: Decision,
+        profile: users.Profile,
+        *,
+        started: float,
+        index: StoredIndex | None = None,
+    ) -> dict[str, Any]:
+        spec = stored.spec
+        policy = spec.name
+        cached, degraded = self.models.get(tenant, policy, spec, stored.head_version)
+        candidates = decision.candidates
         interactions = profile.interactions
         segment = spec.segment_for(interactions).name
         prior = self._prior(tenant, spec, cached.model.examples_learned, segment, candidates)
@@ -93,20 +162,28 @@ class RankService:
             lines=self.lines,
         )
         now = self.clock()
+        affinities = None
+        if spec.collaborative.enabled:
+            if index is None:
+                index = self._index(tenant, required=False)
+            affinities = candidate_affinities(index, spec, profile, candidates)
         result = ranker.rank(
             RankRequest(
                 event_id=f"evt_{uuid.uuid4().hex}",
-                context=body.context,
+                context=decision.context,
                 candidates=candidates,
-                user_id=body.user_id,
+                user_id=decision.user_id,
                 interactions=interactions,
-                slate_size=body.slate_size,
-                exclude=body.exclude,
+                slate_size=decision.slate_size,
+                exclude=decision.exclude,
                 timestamp=now,
                 history=_history(spec, profile),
+                affinities=affinities,
             )
         )
-        record = result.record(spec, cached.version, deferred=body.defer_activation)
+        record = result.record(spec, cached.version, deferred=decision.defer_activation)
+        if decision.retrieval is not None:
+            record = record.model_copy(update={"retrieval": decision.retrieval})
         logged = True
         try:
             decision_store.put(tenant, record, wait_seconds=spec.rewards.wait_seconds)
@@ -142,6 +219,22 @@ class RankService:
             "logged": logged,
             "degraded": degraded,
         }
+
+    def _index(self, tenant: str, *, required: bool) -> StoredIndex | None:
+        """The tenant's catalog index build; recommend needs one, rank only uses it."""
+        try:
+            index = self.indexes.get(tenant)
+        except StorageError as exc:
+            if required:
+                raise
+            logger.warning("taste factors unavailable", extra={"error": exc.detail})
+            return None
+        if index is None and required:
+            raise IndexNotBuiltError(
+                "the catalog index of this tenant is not built yet: upsert items "
+                "(POST /v1/items); the index builder runs every few minutes"
+            )
+        return index
 
     @staticmethod
     def _profile(tenant: str, user_id: str | None) -> users.Profile:
@@ -181,7 +274,7 @@ class RankService:
         spec: PolicySpec,
         examples_learned: int,
         segment: str,
-        candidates: list[Candidate],
+        candidates: Sequence[Candidate],
     ) -> PopularityPrior:
         smoothing = spec.cold_start.popularity_smoothing
         needs_prior = model_weight(spec.cold_start, examples_learned, segment) < 1.0

@@ -44,6 +44,11 @@ class Settings:
     # How long a function trusts an API key it read: revocation, retirement and a key's new
     # scopes take effect within this time (0 reads the key on every request).
     api_key_cache_seconds: float = 3.0
+    # How long a container trusts its copy of a tenant's catalog index and taste factors.
+    index_cache_seconds: float = 60.0
+    # The taste factors the index builder fits for every tenant (bandit.learn.taste_factors).
+    taste_kinds: tuple[str, ...] = ("item", "category")
+    taste_dims: int = 24
 
 
 def _env(name: str, default: str) -> str:
@@ -81,10 +86,21 @@ def settings() -> Settings:
         webhook_secrets_key_id=_env("WEBHOOK_SECRETS_KEY_ID", ""),
         webhook_secret_cache_seconds=float(_env("WEBHOOK_SECRET_CACHE_SECONDS", "60")),
         api_key_cache_seconds=float(_env("API_KEY_CACHE_SECONDS", "3")),
+        index_cache_seconds=float(_env("INDEX_CACHE_SECONDS", "60")),
+        taste_kinds=_taste_kinds(_env("TASTE_KINDS", "item,category")),
+        taste_dims=max(2, min(128, int(_env("TASTE_DIMS", "24")))),
     )
 
 
 MAX_EVENTS_PER_SAVE = 98
+
+
+def _taste_kinds(raw: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in raw.split(",") if k.strip())
+    unknown = set(kinds) - {"item", "category", "creator"}
+    if not kinds or unknown:
+        raise ValueError(f"TASTE_KINDS: use item, category and/or creator, got {raw!r}")
+    return kinds
 
 
 def _events_per_save(raw: str) -> int:

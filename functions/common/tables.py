@@ -167,6 +167,8 @@ class CatalogItem(StoredModel):
     creator = UnicodeAttribute(null=True)
     created_at = NumberAttribute(null=True)
     updated_at = NumberAttribute(default=0)
+    # The item's own embedding (float32, little-endian), for recommend's embedding source.
+    embedding = BinaryAttribute(null=True, legacy_encoding=False)
 
 
 class UserItem(StoredModel):
@@ -209,6 +211,19 @@ class SweepStateItem(StoredModel):
     sk = UnicodeAttribute(range_key=True)  # "state"
     watermark = NumberAttribute(null=True)
     full_pass_at = NumberAttribute(null=True)
+
+
+class IndexHeadItem(StoredModel):
+    """A tenant's current catalog index build (``functions.common.index_store``), on the
+    counters table: a missing item is a tenant not built yet, which rank reads cheaply."""
+
+    class Meta:
+        table_name = UNBOUND
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#index (counter keys have three parts or more)
+    sk = UnicodeAttribute(range_key=True)  # "head"
+    version = NumberAttribute()
+    head = UnicodeAttribute()  # the Head as JSON, with the objects of the build it replaced
 
 
 # What ``serendip keys list`` shows; never a secret, sealed or not.
@@ -271,6 +286,7 @@ _TABLES: dict[type[Model], str] = {
     UserItem: "users_table",
     CounterItem: "counters_table",
     SweepStateItem: "counters_table",
+    IndexHeadItem: "counters_table",
     ApiKeyItem: "keys_table",
 }
 

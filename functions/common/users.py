@@ -8,7 +8,7 @@ the last ``RECENT_CATEGORIES`` rewarded categories as before.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError
@@ -147,3 +147,30 @@ def _stored(entry: Rewarded) -> dict[str, str]:
     if entry.creator:
         stored["r"] = entry.creator
     return stored
+
+
+def histories(
+    deadline: Callable[[], float] | None = None,
+) -> dict[str, list[list[Rewarded]]]:
+    """Every user's rewarded items, by tenant (one paged scan of the profiles table).
+
+    What the catalog index builder fits taste factors from. ``deadline`` gives the seconds
+    left; the scan stops with ``StorageError`` when it runs out (no partial fit).
+    """
+    bind()
+    out: dict[str, list[list[Rewarded]]] = {}
+    try:
+        for item in UserItem.scan(page_size=1000, attributes_to_get=["pk", "recent_rewarded"]):
+            if deadline is not None and deadline() <= 0:
+                raise StorageError("user profiles not read in time")
+            tenant, _, _ = item.pk.partition("#")
+            rewarded = [
+                Rewarded(str(entry.get("i", "")), entry.get("c"), entry.get("r"))
+                for entry in (item.recent_rewarded or [])
+                if isinstance(entry, dict) and entry.get("i")
+            ]
+            if rewarded:
+                out.setdefault(tenant, []).append(rewarded)
+    except PynamoDBException as exc:
+        raise StorageError(f"user profiles unavailable: {exc.msg}") from exc
+    return out

@@ -1,4 +1,5 @@
-"""``POST /v1/policies/{policy}/rank``: a slate with the exact probability of every slot."""
+"""``POST /v1/policies/{policy}/rank`` and ``/recommend``: a slate with the exact probability of
+every slot, drawn from the app's candidates or from the tenant's catalog."""
 
 from typing import Annotated, Any
 
@@ -7,7 +8,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from functions.common.api import api_handler, api_resolver, principal_of
-from functions.common.api_models import RankBody
+from functions.common.api_models import RankBody, RecommendBody
 from functions.common.http import install_error_handlers
 from functions.common.observability import tracer
 from functions.common.rank_service import RankService
@@ -33,6 +34,20 @@ def rank(policy: str, body: Annotated[RankBody, Body()]) -> Response[dict[str, A
     principal = principal_of(app)
     principal.require("rank")
     result = service().rank(principal.tenant, policy, body)
+    return Response(200, content_types.APPLICATION_JSON, result)
+
+
+@router.post(
+    "/v1/policies/<policy>/recommend",
+    summary="Recommend from the catalog: retrieve candidates, then rank them",
+    tags=["rank"],
+)
+@tracer.capture_method
+def recommend(policy: str, body: Annotated[RecommendBody, Body()]) -> Response[dict[str, Any]]:
+    """Retrieve a candidate set from the catalog index, then draw and log the slate."""
+    principal = principal_of(app)
+    principal.require("rank")
+    result = service().recommend(principal.tenant, policy, body)
     return Response(200, content_types.APPLICATION_JSON, result)
 
 

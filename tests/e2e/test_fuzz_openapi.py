@@ -32,9 +32,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from bandit.domain import Candidate
 from bandit.spec import load_spec
-from functions.common import dlq, policy_store
+from functions.common import catalog, dlq, policy_store
 from functions.common.auth import create_key, sign
+from functions.common.index_builder import build_all
 from local.stack import LocalStack
 from tests.e2e.conftest import ROOT
 
@@ -151,6 +153,9 @@ def fuzzed(stack: LocalStack) -> FuzzRun:
     key = create_key(TENANT, {"rank", "reward", "admin"})
     spec = load_spec(ROOT / "policies" / "for-you.yaml").model_copy(update={"name": POLICY})
     policy_store.put(TENANT, spec)
+    # A catalog, indexed, so that recommend's valid requests reach retrieval and ranking
+    catalog.upsert(TENANT, [Candidate(f"fuzz-{n}", category=f"c{n % 3}") for n in range(30)])
+    assert build_all(lambda: 600.0, [TENANT]).built == [TENANT]
     schema = schemathesis.openapi.from_url(f"{stack.url}/v1/openapi.json")
     run = FuzzRun()
     started = time.monotonic()

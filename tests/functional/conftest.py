@@ -114,7 +114,10 @@ class Api:
         all_headers.update(headers or {})
         event = proxy_event(method, path, resource=resource, body=raw, headers=all_headers)
         response = handler(event, FakeLambdaContext())
-        return response["statusCode"], response_json(response), response.get("headers") or {}
+        # REST responses carry their headers in ``multiValueHeaders``.
+        sent = {k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items() if v}
+        sent.update(response.get("headers") or {})
+        return response["statusCode"], response_json(response), sent
 
 
 @pytest.fixture

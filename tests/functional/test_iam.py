@@ -113,6 +113,18 @@ def drive_every_function(aws: dict[str, str], api: Api, monkeypatch: pytest.Monk
     by_id = {**body, "candidates": [*CANDIDATES[3:], "item-0", "item-1", "item-2"]}
     status, again = rank.call("POST", "/v1/policies/for-you/rank", policy + "/rank", by_id)
     assert status == 200 and again["model_version"] >= 1, again
+    # The catalog index, built three times (the third deletes the first build's objects),
+    # and recommend from it
+    for extra in range(3):
+        more = {"items": [{"id": f"extra-{extra}", "category": "c", "embedding": [1.0, 0.5]}]}
+        assert admin.call("PUT", "/v1/items", "/v1/items", more)[0] == 200
+        built = functions["IndexFunction"].invoke(schedule_event())
+        assert built["built"], built
+    wanted = {"user_id": "u-1", "context": {"user": {"cohort": "a"}}}
+    status, recommended = rank.call(
+        "POST", "/v1/policies/for-you/recommend", policy + "/recommend", wanted
+    )
+    assert status == 200, recommended
     # A cold learner learns it: it loads the head from S3
     learn_app._learner = None
     clicks = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chi2_contingency
@@ -122,3 +123,33 @@ def test_probabilities_are_bounded_and_the_oracle_orders_them(
     ordered = world.click_probabilities(request.user_id, slate)
     assert list(ordered) == sorted(ordered, reverse=True)
     assert ordered[0] == probabilities.max()
+
+
+def test_the_category_oracle_sits_between_context_alone_and_the_oracle() -> None:
+    # Given one stream, three references that know more and more
+    world = TasteWorld(seed=3, n_users=200, base_ctr=0.06)
+    totals = {"context": 0.0, "category": 0.0, "oracle": 0.0}
+    for _ in range(3000):
+        request = world.next_request()
+        user, candidates = request.user_id, request.candidates
+        slates = {
+            "context": world.context_oracle_slate(request.context, candidates, 1),
+            "category": world.category_oracle_slate(user, candidates, 1),
+            "oracle": world.oracle_slate(user, candidates, 1),
+        }
+        for name, slate in slates.items():
+            totals[name] += float(world.click_probabilities(user, slate)[0])
+    # Then knowing tastes through categories beats the context, and falls short of the truth
+    assert totals["context"] * 1.2 < totals["category"] < totals["oracle"] * 0.8
+
+
+def test_exposure_skew_gives_a_head_and_a_long_tail_and_leaves_the_rest_alone() -> None:
+    flat, skewed = TasteWorld(seed=4), TasteWorld(seed=4, exposure_skew=1.0)
+    counts: Counter[str] = Counter()
+    for _ in range(500):
+        counts.update(c.id for c in skewed.next_request().candidates)
+    top_tenth = sum(n for _, n in counts.most_common(skewed.n_items // 10))
+    assert top_tenth > 0.5 * sum(counts.values())  # a Zipf head: most offers go to 10%
+    assert [c.category for c in flat.catalog] == [c.category for c in skewed.catalog]
+    with pytest.raises(ValueError, match="exposure_skew"):
+        TasteWorld(exposure_skew=-1.0)

@@ -37,11 +37,13 @@ HANDLERS = {
     "RouteFunction": "functions/route/app.lambda_handler",
     "LearnFunction": "functions/learn/app.lambda_handler",
     "SweepFunction": "functions/sweep/app.lambda_handler",
+    "IndexFunction": "functions/index/app.lambda_handler",
     "AdminFunction": "functions/admin/app.lambda_handler",
 }
 
 ROUTES = {
     ("POST", "/v1/policies/{policy}/rank"): "RankFunction",
+    ("POST", "/v1/policies/{policy}/recommend"): "RankFunction",
     ("POST", "/v1/rewards"): "RewardsFunction",
     ("POST", "/v1/events/{event_id}/activate"): "RewardsFunction",
     ("GET", "/v1/events/{event_id}"): "RewardsFunction",
@@ -90,6 +92,7 @@ TABLES: dict[str, TableSpec] = {
 # covers every call. Polling a queue comes with the SQS event (a managed policy, checked below).
 MODELS = "ModelBucket/models/*"
 RECORDS = "ModelBucket/decisions/*"
+INDEXES = "ModelBucket/indexes/*"
 ACCESS: dict[str, dict[str, set[str]]] = {
     "RankFunction": {
         "dynamodb:GetItem": {
@@ -97,13 +100,22 @@ ACCESS: dict[str, dict[str, set[str]]] = {
             "table/PoliciesTable",
             "table/ModelsTable",
             "table/UsersTable",
+            "table/CountersTable",  # the catalog index head
         },
         "dynamodb:BatchGetItem": {"table/ItemsTable", "table/CountersTable"},
         "dynamodb:Query": {"table/CountersTable"},
         "dynamodb:UpdateItem": {"table/CountersTable"},
         "dynamodb:PutItem": {"table/DecisionsTable"},
-        "s3:GetObject": {MODELS},
+        "s3:GetObject": {MODELS, INDEXES},
         "s3:PutObject": {RECORDS},
+    },
+    "IndexFunction": {
+        "dynamodb:Scan": {"table/UsersTable", "table/PoliciesTable"},
+        "dynamodb:Query": {"table/ItemsTable"},
+        "dynamodb:GetItem": {"table/CountersTable"},
+        "dynamodb:PutItem": {"table/CountersTable"},
+        "s3:PutObject": {INDEXES},
+        "s3:DeleteObject": {INDEXES},
     },
     "RewardsFunction": {
         "dynamodb:GetItem": {"table/KeysTable", "table/DecisionsTable", "table/PoliciesTable"},
@@ -197,10 +209,14 @@ def test_functions_have_their_handlers_runtime_and_shared_settings(
         assert properties["Runtime"] == "python3.12"
         assert properties["Architectures"] == ["x86_64"]
         # The sweep only reads an index and sends messages (it waits between its passes).
-        assert properties["MemorySize"] == (256 if name == "SweepFunction" else 1024)
+        # The sweep only reads an index and sends messages; the index builder fits factors
+        # and builds nearest-neighbour graphs (more memory is more CPU on Lambda).
+        memory = {"SweepFunction": 256, "IndexFunction": 3008}
+        assert properties["MemorySize"] == memory.get(name, 1024)
         assert properties["TracingConfig"] == {"Mode": "Active"}
         background = {"RouteFunction", "LearnFunction", "SweepFunction"}
-        assert properties["Timeout"] == (60 if name in background else 10)
+        timeouts = {"IndexFunction": 900, **dict.fromkeys(background, 60)}
+        assert properties["Timeout"] == timeouts.get(name, 10)
         assert properties["Layers"] == [{"Ref": layer}]
         variables = properties["Environment"]["Variables"]
         assert set(variables) == env_names
@@ -281,10 +297,14 @@ def test_the_learn_queue_serialises_each_policy_fifo(cfn: dict[str, Any]) -> Non
     )
 
 
-def test_sweep_runs_every_minute(cfn: dict[str, Any]) -> None:
-    (rule,) = _resources(cfn, "AWS::Events::Rule").values()
-    assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
-    assert rule["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["SweepFunction", "Arn"]}
+def test_sweep_runs_every_minute_and_the_index_builder_every_ten(cfn: dict[str, Any]) -> None:
+    rules = {
+        rule["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]: rule["Properties"]
+        for rule in _resources(cfn, "AWS::Events::Rule").values()
+    }
+    assert rules["SweepFunction"]["ScheduleExpression"] == "rate(1 minute)"
+    assert rules["IndexFunction"]["ScheduleExpression"] == "rate(10 minutes)"
+    assert set(rules) == {"SweepFunction", "IndexFunction"}
 
 
 def test_reward_queue_redrives_to_the_dlq_after_five_receives(cfn: dict[str, Any]) -> None:
