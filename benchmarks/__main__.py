@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.ablation import ABLATION_NEWS_ROUNDS, ABLATION_ROUNDS, ABLATION_SEEDS, ablation
 from benchmarks.api_workers import compare as compare_workers
 from benchmarks.bakeoff import ENCODINGS, bakeoff, run_count
 from benchmarks.cold_start import MODEL_SIZES, cold_start, stored_models
@@ -141,6 +142,22 @@ def main(argv: list[str] | None = None) -> int:
         f"at {grid_rounds:,})",
     )
     save("taste", taste_bench(taste_rounds, grid_rounds=grid_rounds, progress=_note))
+    ablation_rounds = 400 if quick else ABLATION_ROUNDS
+    ablation_seeds = (1,) if quick else ABLATION_SEEDS
+    steps.begin(
+        "for-you ablation",
+        f"for-you ablation: taste world {ablation_rounds:,} rounds and news scenario, "
+        f"{len(ablation_seeds)} seed(s)",
+    )
+    save(
+        "ablation",
+        ablation(
+            ablation_rounds,
+            400 if quick else ABLATION_NEWS_ROUNDS,
+            ablation_seeds,
+            progress=_note,
+        ),
+    )
     steps.begin("rank handler on moto", f"rank handler on moto: {min(calls, 500):,} calls")
     save("handler_speed", {"rank_handler_moto": rank_handler_latency(calls=min(calls, 500))})
     http_calls = 10 if quick else 200

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.ablation import markdown as ablation_markdown
 from benchmarks.bakeoff import markdown as bakeoff_markdown
 from benchmarks.estimator_coverage import markdown as coverage_markdown
 from benchmarks.taste import markdown as taste_markdown
@@ -210,6 +211,9 @@ def write_report(results: Path, doc: Path) -> None:
         lines += [*bakeoff_markdown(bake), ""]
     if taste:
         lines += [*taste_markdown(taste), ""]
+    ablation = _load(results, "ablation")
+    if ablation:
+        lines += [*ablation_markdown(ablation), ""]
     any_result = quality or news or speed
     if any_result:
         lines += [*_machine(any_result), ""]
