@@ -34,6 +34,7 @@ from benchmarks.stack_memory import QUICK_ROUNDS as QUICK_STACK_ROUNDS
 from benchmarks.stack_memory import ROUNDS as STACK_ROUNDS
 from benchmarks.stack_memory import stack_memory
 from benchmarks.taste import GRID_ROUNDS, taste_bench
+from benchmarks.taste_collab import collaborative_rows
 from local.function_pool import default_api_workers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,7 +142,12 @@ def main(argv: list[str] | None = None) -> int:
         f"taste world: every contender on one stream, {taste_rounds:,} rounds (plain VW grid "
         f"at {grid_rounds:,})",
     )
-    save("taste", taste_bench(taste_rounds, grid_rounds=grid_rounds, progress=_note))
+    save(
+        "taste",
+        taste_bench(
+            taste_rounds, grid_rounds=grid_rounds, extra=collaborative_rows(), progress=_note
+        ),
+    )
     ablation_rounds = 400 if quick else ABLATION_ROUNDS
     ablation_seeds = (1,) if quick else ABLATION_SEEDS
     steps.begin(

@@ -243,6 +243,14 @@ def _references() -> dict[str, tuple[str, Factory]]:
                 lambda r, k: world.context_oracle_slate(r.context, r.candidates, k),
             ),
         ),
+        NAMES["category"]: (
+            "knows each user's liked clusters and every item's appeal, but an item's cluster "
+            "only through its category: the most a category-level learner can reach",
+            lambda world, profiles: Reference(
+                NAMES["category"],
+                lambda r, k: world.category_oracle_slate(r.user_id, r.candidates, k),
+            ),
+        ),
         NAMES["oracle"]: (
             "the user's true click probabilities",
             lambda world, profiles: Reference(
@@ -359,12 +367,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--grid-rounds", type=int, default=GRID_ROUNDS)
     args = parser.parse_args()
+    from benchmarks.taste_collab import collaborative_rows  # it imports this module
+
     result = taste_bench(
         args.rounds,
         args.seed,
         args.users,
         args.base_ctr,
         grid_rounds=args.grid_rounds,
+        extra=collaborative_rows(),
         progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True),
     )
     print(json.dumps(result, indent=2))

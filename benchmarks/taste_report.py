@@ -10,6 +10,7 @@ NAMES = {
     "linucb": "numpy LinUCB (shared features)",
     "uniform": "uniform random",
     "context": "context only (best)",
+    "category": "taste known, clusters via categories (best)",
     "oracle": "oracle",
 }
 ORACLE_SHARE = 0.9

@@ -82,5 +82,8 @@ def test_rewarded_items_reach_the_profile_and_the_next_rank_logs_them(
 
 
 def test_a_policy_without_history_logs_none(aws: dict[str, str], api: Api) -> None:
+    spec = load_spec(POLICIES_DIR / "for-you.yaml")
+    off = spec.history.model_copy(update={"enabled": False})
+    policy_store.put("acme", spec.model_copy(update={"history": off}))
     record = decision_store.get("acme", rank(api, "u1")["event_id"]).record
     assert record.history is None

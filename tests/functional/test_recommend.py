@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import boto3
 import numpy as np
 import pytest
 from scipy.stats import chi2 as chi2_distribution
@@ -16,6 +17,8 @@ from bandit.serve.ranker import Ranker
 from bandit.spec import parse_spec
 from functions.admin.app import lambda_handler as admin_handler
 from functions.common import decision_store, index_builder, index_store, policy_store
+from functions.common.errors import StorageError
+from functions.common.settings import reset_settings
 from functions.index.app import lambda_handler as index_handler
 from functions.rank.app import lambda_handler as rank_handler
 from functions.rank.app import service
@@ -258,3 +261,39 @@ def test_the_first_slot_frequencies_match_the_logged_probabilities(
     # And the frequencies pass a chi-square test against them (p > 0.001)
     statistic = sum((counts[i] - draws * p) ** 2 / (draws * p) for i, p in probability.items())
     assert chi2_distribution.sf(statistic, len(probability) - 1) > 0.001
+
+
+def test_a_corrupt_build_is_refused_and_the_last_good_one_keeps_serving(
+    aws: dict[str, str], api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a container that loaded a good build
+    upsert(api, items(6))
+    build()
+    cache = index_store.IndexCache()
+    good = cache.get("acme")
+    assert good is not None and len(good.catalog) == 6
+    # When a newer build's catalog object is corrupted after its head moved
+    upsert(api, items(7))
+    build()
+    head = index_store.head("acme")
+    assert head is not None and head.version > good.head.version
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.put_object(Bucket=aws["MODEL_BUCKET"], Key=head.catalog_key, Body=b"not an index")
+    monkeypatch.setenv("INDEX_CACHE_SECONDS", "0")
+    reset_settings()
+    # Then loading it fails its checksum, and the container keeps the good build
+    with pytest.raises(StorageError, match="checksum"):
+        index_store.load(head)
+    assert cache.get("acme") is good
+    # And a fresh container, with nothing to fall back on, gets the error (a 503 on recommend)
+    with pytest.raises(StorageError):
+        index_store.IndexCache().get("acme")
+
+
+def test_tenants_that_do_not_fit_in_the_time_left_wait_for_the_next_run(
+    aws: dict[str, str], api: Api
+) -> None:
+    upsert(api, items(4))
+    report = index_builder.build_all(lambda: index_builder.START_SECONDS - 1.0)
+    assert report.postponed == ["acme"] and report.built == []
+    assert index_store.head("acme") is None

@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 
 from functions.admin.app import lambda_handler as admin_handler
-from functions.common import decision_store
+from functions.common import decision_store, policy_store
 from functions.common.api_models import MAX_TIMESTAMP
 from functions.rank.app import lambda_handler as rank_handler
 from functions.rewards.app import lambda_handler as rewards_handler
@@ -242,19 +242,26 @@ def test_count_caps_and_malformed_bodies_name_the_field_and_change_nothing(
     )
     assert_refused(status, error, "content-type")
     assert snapshot(aws) == before
-    # At every cap the request is served
-    status, ranked = send(
-        api,
-        "rank",
-        {
-            "context": _flat(1000),
-            "candidates": _many("c", 1000),
-            "slate_size": 50,
-            "exclude": [f"x{i}" for i in range(1000)],
-            "baseline": [f"c{i}" for i in range(50)],
-        },
-    )
+    # At every cap the request is served by a policy whose interactions fit it (-q CI)
+    largest = {
+        "context": _flat(1000),
+        "candidates": _many("c", 1000),
+        "slate_size": 50,
+        "exclude": [f"x{i}" for i in range(1000)],
+        "baseline": [f"c{i}" for i in range(50)],
+    }
+    shipped = policy_store.get("acme", "for-you").spec
+    plain = shipped.vw.model_copy(update={"args": ("--cb_type", "dm", "-q", "CI")})
+    policy_store.put("acme", shipped.model_copy(update={"name": "plain", "vw": plain}))
+    status, ranked = send(api, "rank", largest, policy="plain")
     assert_served(status, ranked, [f"c{i}" for i in range(1000)], 50)
+    # And the shipped for-you, whose --cubic CCI costs 1000^2 per item feature, refuses it
+    # naming candidates, with nothing stored
+    before = snapshot(aws)
+    status, error = send(api, "rank", largest)
+    assert_refused(status, error, "candidates")
+    assert "interactions" in error["detail"]
+    assert snapshot(aws) == before
     status, result = send(api, "items", {"items": _many("i", 500)})
     assert (status, result) == (200, {"upserted": 500})
     status, result = send(api, "rewards", {"rewards": [reward] * 100})

@@ -161,7 +161,7 @@ COSTLY_VW_ARGS: list[tuple[list[str], list[str] | None, str]] = [
     (["--passes", "3"], None, "vw.args[0]"),
     (["--ngram", "I5"], None, "vw.args[0]"),
     (["--nn", "1000"], None, "vw.args[0]"),
-    (["--lrq", "CI1000"], None, "vw.args[0]"),
+    (["--lrq", "CI1000"], None, "vw.args[1]"),  # low-rank terms cap their rank at 64
 ]  # fmt: skip
 
 

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-from benchmarks.ablation import SHIPPED, markdown, news_run, variants
+from benchmarks.ablation import (
+    BASELINE,
+    SHIPPED,
+    baseline,
+    markdown,
+    news_run,
+    shipped_variants,
+    variants,
+)
 from benchmarks.taste import policies
 
 
-def test_every_variant_is_a_valid_spec_that_differs_from_the_shipped_one() -> None:
-    base = policies()["for-you"]
-    found = variants(base)
-    names = [name for name, _ in found]
-    assert names[0] == SHIPPED
-    assert len(set(names)) == len(names)
-    assert found[0][1] == base
-    for name, spec in found[1:]:
-        assert spec != base, name
+def test_every_variant_is_a_valid_spec_that_differs_from_its_base() -> None:
+    shipped = policies()["for-you"]
+    base = baseline(shipped)
+    assert base.vw.args == ("--cb_type", "dm", "-q", "CI", "--learning_rate", "0.1")
+    assert not base.history.enabled
+    for first, found in ((BASELINE, variants(base)), (SHIPPED, shipped_variants(shipped))):
+        names = [name for name, _ in found]
+        assert names[0] == first
+        assert len(set(names)) == len(names)
+        for name, spec in found[1:]:
+            assert spec != found[0][1], name
+    assert shipped_variants(shipped)[0][1] == shipped
 
 
 def test_the_news_run_learns_the_liked_article() -> None:
@@ -35,8 +46,8 @@ def test_the_table_has_one_row_per_variant() -> None:
         "news_rounds": 10,
         "seeds": [1],
         "world": {"n_users": 5, "base_ctr": 0.06},
-        "variants": {SHIPPED: row, "other": row},
+        "variants": {BASELINE: row, "other": row, SHIPPED: row},
     }
     text = "\n".join(markdown(result))
-    assert f"| {SHIPPED} |" in text
+    assert f"| {BASELINE} |" in text and f"| {SHIPPED} |" in text
     assert "| other |" in text
