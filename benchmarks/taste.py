@@ -72,15 +72,20 @@ class Signals(Protocol):
 Factory = Callable[[TasteWorld, Profiles], Contender]
 
 
+FORMER_ARGS = ("--cb_type", "dm", "-q", "CI", "--learning_rate", "0.1")
+
+
 def policies() -> dict[str, PolicySpec]:
-    """serendip's rows: for-you as shipped, and with history crossed with the items."""
+    """serendip's rows: for-you as shipped (history, ``-q HI``, ``--cubic CCI``), and as it
+    was before (``-q CI`` alone, no history)."""
     base = load_spec(ROOT / "policies" / "for-you.yaml").model_copy(update={"slate_size": SLATE})
-    history = base.history.model_copy(update={"enabled": True})
-    vw = base.vw.model_copy(update={"args": (*base.vw.args, "-q", "HI")})
-    return {
-        "for-you": base,
-        "for-you + history": base.model_copy(update={"history": history, "vw": vw}),
-    }
+    former = base.model_copy(
+        update={
+            "history": base.history.model_copy(update={"enabled": False}),
+            "vw": base.vw.model_copy(update={"args": FORMER_ARGS}),
+        }
+    )
+    return {"for-you": base, "for-you before (-q CI, no history)": former}
 
 
 def explore_policy() -> PolicySpec:
@@ -221,7 +226,7 @@ def _policy(spec: PolicySpec, signals: Signals | None = None) -> Factory:
 
 
 def _plain_vw(setting: VWSetting, seed: int) -> Factory:
-    history = policies()["for-you + history"].history
+    history = policies()["for-you"].history
     return lambda world, profiles: PlainVW(setting, profiles, history=history, seed=seed)
 
 
@@ -310,7 +315,7 @@ def taste_bench(
         for name, spec in policies().items()
     }
     for name, factory in (extra or {}).items():
-        rows[name] = ("a serendip row of its own factory", factory)
+        rows[name] = (getattr(factory, "setup", "a serendip row of its own factory"), factory)
     explore = explore_policy()
     rows[NAMES["explore"]] = (
         f"policies/explore.yaml, discovery slot at position {SLATE}; {describe(explore)}",

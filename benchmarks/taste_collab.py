@@ -72,16 +72,10 @@ class CollaborativePolicy(TastePolicy):
 
 
 def collaborative_specs(**overrides: Any) -> dict[str, PolicySpec]:
-    """for-you + history + collaborative (and + collaborative alone), with ``overrides``."""
-    rows = policies()
-    out: dict[str, PolicySpec] = {}
-    for name, base in (
-        ("for-you + collaborative", rows["for-you"]),
-        ("for-you + history + collaborative", rows["for-you + history"]),
-    ):
-        collaborative = base.collaborative.model_copy(update={"enabled": True, **overrides})
-        out[name] = base.model_copy(update={"collaborative": collaborative})
-    return out
+    """for-you as shipped with the collaborative signal on (and ``overrides`` to it)."""
+    base = policies()["for-you"]
+    collaborative = base.collaborative.model_copy(update={"enabled": True, **overrides})
+    return {"for-you + collaborative": base.model_copy(update={"collaborative": collaborative})}
 
 
 def collaborative_rows(
@@ -98,6 +92,18 @@ def collaborative_rows(
 
 
 def _factory(spec: PolicySpec, refit_every: int, kinds: Sequence[str], dims: int) -> Factory:
-    return lambda world, profiles: CollaborativePolicy(
-        spec, world, profiles, refit_every=refit_every, kinds=kinds, dims=dims
+    def factory(world: TasteWorld, profiles: Profiles) -> CollaborativePolicy:
+        return CollaborativePolicy(
+            spec, world, profiles, refit_every=refit_every, kinds=kinds, dims=dims
+        )
+
+    factory.setup = setup_of(refit_every, kinds, dims)  # type: ignore[attr-defined]
+    return factory
+
+
+def setup_of(refit_every: int, kinds: Sequence[str], dims: int) -> str:
+    """How a collaborative row learns, for the table."""
+    return (
+        f"for-you with collaborative on: namespace T, the cosine to the user's taste in factors "
+        f"over {', '.join(kinds)} in {dims} dimensions, refitted every {refit_every:,} rounds"
     )

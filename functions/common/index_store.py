@@ -34,6 +34,7 @@ from functions.common.settings import settings
 from functions.common.tables import IndexHeadItem, bind
 
 PREFIX = "indexes"
+NOT_BUILT_SECONDS = 5.0  # how long "no build yet" is trusted (a head read per tenant)
 
 
 @dataclass(frozen=True)
@@ -225,8 +226,13 @@ class IndexCache:
         now = time.monotonic()
         with self._lock:
             cached = self._loaded.get(tenant)
-        if cached is not None and now - cached[0] < settings().index_cache_seconds:
-            return cached[1]
+        if cached is not None:
+            trusted = settings().index_cache_seconds
+            if cached[1] is None:
+                # No build yet: look again soon, so the first build serves within seconds.
+                trusted = min(trusted, NOT_BUILT_SECONDS)
+            if now - cached[0] < trusted:
+                return cached[1]
         current = cached[1] if cached else None
         try:
             latest = head(tenant)

@@ -24,7 +24,7 @@ from bandit.retrieve.retrieval import RetrievalRequest, Retrieved, retrieve
 from bandit.spec import PolicySpec
 from functions.common import users
 from functions.common.api_models import RecommendBody
-from functions.common.errors import ValidationFailedError
+from functions.common.errors import ConflictError, ValidationFailedError
 from functions.common.index_store import StoredIndex
 
 
@@ -88,6 +88,11 @@ def retrieve_for(
         exclude_categories=body.filters.exclude_categories,
         exclude=body.exclude,
     )
+    if not len(index.catalog):
+        raise ConflictError(
+            "the tenant's catalog is empty: upsert items (PUT /v1/items), the next index "
+            "build takes them in"
+        )
     try:
         retrieved = retrieve(index.catalog, request, settings)
     except FieldError as exc:

@@ -180,8 +180,12 @@ class UserItem(StoredModel):
     pk = UnicodeAttribute(hash_key=True)  # tenant#user_id
     interactions = NumberAttribute(default=0)
     recent_categories = ListAttribute(default=list)  # type: ignore[var-annotated]
-    # The last rewarded items, oldest first: {"i": item id, "c": category, "r": creator}.
-    recent_rewarded = ListAttribute(default=list)  # type: ignore[var-annotated]
+    # The last rewarded items, oldest first, as JSON [[item id, category, creator], ...]: one
+    # string rather than a list of maps, which DynamoDB (and moto) parse value by value on
+    # every read of the profile.
+    rewarded = UnicodeAttribute(null=True)
+    # Written before ``rewarded``: {"i": item id, "c": category, "r": creator} maps, still read.
+    recent_rewarded = ListAttribute(null=True)  # type: ignore[var-annotated]
     version = VersionAttribute()  # every save is conditional on the version read
 
 

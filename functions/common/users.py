@@ -1,13 +1,14 @@
 """User profiles: interaction counts (maturity segments) and what recently earned reward.
 
 A profile keeps the user's learned-event count and the last ``MAX_ITEMS`` rewarded items with
-their category and creator (``recent_rewarded``, oldest first), from which rank builds the
+their category and creator (``rewarded``, oldest first), from which rank builds the
 history features of policies that use them (``bandit.learn.history``); ``recent_categories`` keeps
 the last ``RECENT_CATEGORIES`` rewarded categories as before.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -53,12 +54,7 @@ def profile(tenant: str, user_id: str | None) -> Profile:
         return Profile()
     except PynamoDBException as exc:
         raise StorageError(f"user profiles unavailable: {exc.msg}") from exc
-    rewarded = tuple(
-        Rewarded(str(entry.get("i", "")), entry.get("c"), entry.get("r"))
-        for entry in (item.recent_rewarded or [])
-        if isinstance(entry, dict) and entry.get("i")
-    )
-    return Profile(int(item.interactions), rewarded)
+    return Profile(int(item.interactions), tuple(_rewarded(item)))
 
 
 def interactions(tenant: str, user_id: str | None) -> int:
@@ -130,23 +126,35 @@ def _updated(
     item: UserItem | None, key: str, events: int, rewarded: Sequence[Rewarded]
 ) -> UserItem:
     if item is None:
-        item = UserItem(key, interactions=0, recent_categories=[], recent_rewarded=[])
+        item = UserItem(key, interactions=0, recent_categories=[])
     item.interactions = int(item.interactions or 0) + events
     categories = [entry.category for entry in rewarded if entry.category]
     item.recent_categories = [*(item.recent_categories or []), *categories][-RECENT_CATEGORIES:]
-    entries = [_stored(entry) for entry in rewarded]
-    item.recent_rewarded = [*(item.recent_rewarded or []), *entries][-MAX_ITEMS:]
+    kept = [*_rewarded(item), *rewarded][-MAX_ITEMS:]
+    item.rewarded = json.dumps(
+        [[r.item_id, r.category, r.creator] for r in kept], separators=(",", ":")
+    )
+    item.recent_rewarded = None  # moved into ``rewarded``
     return item
 
 
-def _stored(entry: Rewarded) -> dict[str, str]:
-    """A rewarded item as the profile stores it (short keys: it is read on every rank)."""
-    stored = {"i": entry.item_id}
-    if entry.category:
-        stored["c"] = entry.category
-    if entry.creator:
-        stored["r"] = entry.creator
-    return stored
+def _rewarded(item: UserItem) -> list[Rewarded]:
+    """A profile's rewarded items, oldest first, from either stored form."""
+    if item.rewarded:
+        try:
+            entries = json.loads(item.rewarded)
+        except ValueError:
+            return []
+        return [
+            Rewarded(str(entry[0]), entry[1], entry[2])
+            for entry in entries
+            if isinstance(entry, list) and len(entry) == 3 and entry[0]
+        ]
+    return [
+        Rewarded(str(entry.get("i", "")), entry.get("c"), entry.get("r"))
+        for entry in (item.recent_rewarded or [])
+        if isinstance(entry, dict) and entry.get("i")
+    ]
 
 
 def histories(
@@ -160,15 +168,13 @@ def histories(
     bind()
     out: dict[str, list[list[Rewarded]]] = {}
     try:
-        for item in UserItem.scan(page_size=1000, attributes_to_get=["pk", "recent_rewarded"]):
+        for item in UserItem.scan(
+            page_size=1000, attributes_to_get=["pk", "rewarded", "recent_rewarded"]
+        ):
             if deadline is not None and deadline() <= 0:
                 raise StorageError("user profiles not read in time")
             tenant, _, _ = item.pk.partition("#")
-            rewarded = [
-                Rewarded(str(entry.get("i", "")), entry.get("c"), entry.get("r"))
-                for entry in (item.recent_rewarded or [])
-                if isinstance(entry, dict) and entry.get("i")
-            ]
+            rewarded = _rewarded(item)
             if rewarded:
                 out.setdefault(tenant, []).append(rewarded)
     except PynamoDBException as exc:

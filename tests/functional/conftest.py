@@ -37,6 +37,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
         "POWERTOOLS_METRICS_NAMESPACE": "Serendip",
         "POWERTOOLS_DEV": "false",
         "MODEL_CACHE_SECONDS": "0",
+        "INDEX_CACHE_SECONDS": "0",
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from bandit.domain import Candidate
 from functions.admin.app import lambda_handler as admin_handler
-from functions.common import decision_store, policy_store
+from functions.common import catalog, decision_store, policy_store
 from functions.common.auth import create_key, sign
+from functions.index.app import lambda_handler as index_handler
 from functions.learn.app import lambda_handler as learn_handler
 from functions.rank.app import lambda_handler as rank_handler
 from functions.rewards.app import lambda_handler as rewards_handler
@@ -29,6 +31,7 @@ HANDLERS = {
     "route": route_handler,
     "learn": learn_handler,
     "sweep": sweep_handler,
+    "index": index_handler,
     "admin": admin_handler,
 }
 
@@ -45,10 +48,10 @@ def load(name: str) -> dict[str, Any]:
     return json.loads((ROOT / "events" / f"{name}.json").read_text())
 
 
-def run(name: str) -> dict[str, Any]:
+def run(name: str, timeout_seconds: float = 30.0) -> dict[str, Any]:
     event = load(name)
     handler = HANDLERS[name.split("-", 1)[0]]
-    return handler(event, FakeLambdaContext())
+    return handler(event, FakeLambdaContext(timeout_ms=int(timeout_seconds * 1000)))
 
 
 def test_there_is_a_sample_event_for_every_function() -> None:
@@ -92,6 +95,25 @@ def test_learn_event_records_an_orphan_without_failing(sample_tenant: None) -> N
 def test_sweep_event_runs_a_sweep(sample_tenant: None) -> None:
     summary = run("sweep-schedule")
     assert (summary["passes"], summary["due"]) == (1, 0)
+
+
+def test_index_event_builds_and_the_recommend_event_serves_from_it(sample_tenant: None) -> None:
+    # Before the first build, recommend asks to retry later
+    early = run("rank-recommend")
+    assert early["statusCode"] == 503
+    catalog.upsert(
+        "sample",
+        [Candidate(f"item-{n}", category=("shoes", "hats", "bags")[n % 3]) for n in range(12)],
+    )
+    summary = run("index-schedule", timeout_seconds=900)
+    assert summary["built"] == ["sample"], summary
+    served = run("rank-recommend")
+    assert served["statusCode"] == 200, served
+    answer = response_json(served)
+    assert len(answer["slate"]) == 3
+    assert not any(
+        slot["id"] in {"item-1", "item-4", "item-7", "item-10"} for slot in answer["slate"]
+    )
 
 
 def test_admin_events(sample_tenant: None) -> None:
