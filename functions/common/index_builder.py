@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bandit.errors import SerendipError
 from bandit.learn.history import Rewarded
 from bandit.learn.taste_factors import fit
 from bandit.retrieve.index import CatalogIndex
@@ -67,6 +68,13 @@ def build_all(remaining: Callable[[], float], tenants: Sequence[str] | None = No
             logger.error("catalog index build failed", extra={"tenant": name, "error": exc.detail})
             report.failed.append(name)
             continue
+        except (SerendipError, ValueError) as exc:
+            # One tenant's data must not stop the others' builds: its previous build serves.
+            logger.exception(
+                "catalog index build failed", extra={"tenant": name, "error": str(exc)}
+            )
+            report.failed.append(name)
+            continue
         (report.built if outcome else report.unchanged).append(name)
     report.seconds = time.perf_counter() - started
     metrics.add_metric(name="IndexesBuilt", unit="Count", value=len(report.built))
@@ -89,13 +97,25 @@ def build_tenant(
     rows = factors.rows()
     taste: dict[str, np.ndarray] = {}
     embedding: dict[str, np.ndarray] = {}
+    # Items' own embeddings form one space of the size most items have; others are left out.
+    sizes = Counter(len(e.embedding) for e in entries if e.embedding is not None)
+    size = sizes.most_common(1)[0][0] if sizes else 0
     for entry in entries:
         item = entry.candidate
         vector = factors.item_vector(rows, item.id, item.category, item.creator)
         if vector is not None:
             taste[item.id] = vector
-        if entry.embedding is not None:
+        if entry.embedding is not None and len(entry.embedding) == size:
             embedding[item.id] = entry.embedding
+    if sum(sizes.values()) > len(embedding):
+        logger.warning(
+            "items with embeddings of another size left out of the embedding space",
+            extra={
+                "tenant": tenant,
+                "size": size,
+                "left_out": sum(sizes.values()) - len(embedding),
+            },
+        )
     # Popularity: how many users' recent rewards hold the item (a user counts once per item).
     popularity = Counter(item for history in rewarded for item in {r.item_id for r in history})
     vectors = {

@@ -297,3 +297,30 @@ def test_tenants_that_do_not_fit_in_the_time_left_wait_for_the_next_run(
     report = index_builder.build_all(lambda: index_builder.START_SECONDS - 1.0)
     assert report.postponed == ["acme"] and report.built == []
     assert index_store.head("acme") is None
+
+
+def test_embeddings_of_another_size_are_left_out_and_one_bad_tenant_stops_no_other(
+    aws: dict[str, str], api: Api, other_tenant: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a catalog where most items have 4-number embeddings and two have 3 or 2
+    catalog = items(10)
+    catalog[3]["embedding"] = [1.0, 0.0, 0.0]
+    catalog[7]["embedding"] = [0.5, 0.5]
+    upsert(api, catalog)
+    # When the index is built
+    assert "acme" in build()["built"]
+    # Then the embedding space holds the 8 items of the common size
+    stored = index_store.load(index_store.head("acme"))  # type: ignore[arg-type]
+    assert len(stored.catalog.spaces["embedding"]) == 8
+    # And a tenant whose build fails is reported while the others still build
+    real = index_builder.build_tenant
+
+    def failing(tenant: str, *args: Any) -> bool:
+        if tenant == "acme":
+            raise ValueError("bad data")
+        return real(tenant, *args)
+
+    monkeypatch.setattr(index_builder, "build_tenant", failing)
+    report = build()
+    assert report["failed"] == ["acme"]
+    assert "globex" in report["built"] + report["unchanged"]
