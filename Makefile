@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The functions of template.yaml; `sam build` runs `make build-<LogicalId>` for each of them.
 FUNCTION_BUILDS := build-RankFunction build-RewardsFunction build-RouteFunction \
-	build-LearnFunction build-SweepFunction build-IndexFunction build-AdminFunction
+	build-LearnFunction build-SweepFunction build-IndexFunction build-AdminFunction \
+	build-PersonalizerFunction
 
 .PHONY: demo serve test lint unit bench setup clean build browser $(FUNCTION_BUILDS)
 

@@ -79,9 +79,14 @@ class LoggedReward(_Record):
 
 
 class Constraints(_Record):
-    """What restricted the draw: excluded ids and diversity caps."""
+    """What restricted the draw: excluded ids and diversity caps.
+
+    ``exclude_by_slot[k]`` lists ids kept out of position ``k + 1`` only (multi-slot requests);
+    ``None`` when no slot had exclusions of its own.
+    """
 
     exclude: list[str] = Field(default_factory=list)
+    exclude_by_slot: list[list[str]] | None = None
     max_per_category: int | None = None
     max_per_creator: int | None = None
 
@@ -132,6 +137,10 @@ class DecisionRecord(_Record):
     retrieval: RetrievalLog | None = None
     # 1-based positions the app reported seen (the union of its reports); None: no report.
     seen: list[Annotated[int, Field(ge=1)]] | None = None
+    # The app's own names of the slate's positions, in position order (multi-slot requests).
+    slot_ids: list[str] | None = None
+    # What the app would have shown at each position without the policy, where it said.
+    baseline: list[str] | None = None
 
     def shown_ids(self) -> list[str]:
         """Item ids of the slate in position order."""

@@ -50,10 +50,12 @@ class Route:
     function: LocalFunction
 
     @property
-    def specificity(self) -> tuple[int, int]:
-        """Literal segments win over ``{param}`` ones, as in API Gateway."""
+    def specificity(self) -> tuple[int, int, int]:
+        """Literal segments win over ``{param}`` ones and a greedy ``{proxy+}`` comes last,
+        as in API Gateway."""
         segments = self.path.strip("/").split("/")
-        return (-sum(1 for s in segments if not s.startswith("{")), len(segments))
+        greedy = int(segments[-1].endswith("+}"))
+        return (greedy, -sum(1 for s in segments if not s.startswith("{")), len(segments))
 
 
 def api_routes(functions: Mapping[str, LocalFunction]) -> list[Route]:
@@ -142,7 +144,7 @@ class Gateway:
         for route in self.routes:
             if match_resource(route.path, path) is None:
                 continue
-            if route.method == method:
+            if route.method in (method, "ANY"):
                 return route, []
             allowed.append(route.method)
         return None, sorted(set(allowed))

@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from typing import Any
 
+from bandit.spec import POLICY_NAME_PATTERN
 from local.target import add_target_arguments, configure_target
 
 SCOPES = ("rank", "reward", "admin")
@@ -35,6 +37,12 @@ def _scopes_argument(text: str) -> set[str]:
         return parse_scopes(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _policy_argument(text: str) -> str:
+    if not re.fullmatch(POLICY_NAME_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"a policy name must match {POLICY_NAME_PATTERN}")
+    return text
 
 
 def _tenant_argument(text: str) -> str:
@@ -70,6 +78,12 @@ def add_parser(commands: Any) -> None:
         help="comma-separated: rank,reward,admin",
     )
     create.add_argument("--name", default="", help="a label for the key")
+    create.add_argument(
+        "--personalizer-policy",
+        type=_policy_argument,
+        default=None,
+        help="the policy this key's Personalizer API serves (default: personalizer)",
+    )
     listing = keys_commands.add_parser(
         "list",
         help="list a tenant's keys and secret ids (never a key or a secret)",
@@ -150,7 +164,7 @@ def keys_create(args: argparse.Namespace) -> int:
 
     target = _sealing_target(args)
     try:
-        key = create_key(args.tenant, args.scopes, name=args.name)
+        key = create_key(args.tenant, args.scopes, name=args.name, policy=args.personalizer_policy)
     except ServiceError as error:
         return _refused("create", error)
     print(f"created a key for tenant {key.tenant} on {target}", file=sys.stderr)
@@ -163,6 +177,7 @@ def keys_create(args: argparse.Namespace) -> int:
                 "scopes": sorted(key.scopes),
                 "key_id": key.key_id,
                 "secret_id": key.secret_id,
+                "personalizer_policy": args.personalizer_policy or "personalizer",
             }
         )
     )

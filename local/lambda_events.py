@@ -40,9 +40,19 @@ class FakeLambdaContext:
 
 
 def match_resource(template_path: str, path: str) -> dict[str, str] | None:
-    """Path parameters if ``path`` matches ``/v1/policies/{policy}``-style ``template_path``."""
+    """Path parameters if ``path`` matches ``/v1/policies/{policy}``-style ``template_path``.
+
+    A last segment ``{name+}`` is greedy, as in API Gateway: it takes one segment or more.
+    """
     pattern = template_path.strip("/").split("/")
     actual = path.strip("/").split("/")
+    if pattern and pattern[-1].startswith("{") and pattern[-1].endswith("+}"):
+        head = len(pattern) - 1
+        rest = "/".join(actual[head:])
+        if len(actual) <= head or not rest:
+            return None
+        fixed = match_resource("/".join(pattern[:head]), "/".join(actual[:head]))
+        return None if fixed is None else {**fixed, pattern[-1][1:-2]: rest}
     if len(pattern) != len(actual):
         return None
     params: dict[str, str] = {}

@@ -40,6 +40,16 @@ from bandit.spec import PolicySpec
 
 
 @dataclass(frozen=True)
+class FirstSlotTerms:
+    """The first-slot estimate's inputs, one entry per event whose first slot was seen."""
+
+    timestamps: np.ndarray
+    rewards: np.ndarray
+    logged: np.ndarray
+    target: np.ndarray
+
+
+@dataclass(frozen=True)
 class PolicyValue:
     """A candidate's estimated value on the log, per first slot and per slate."""
 
@@ -48,6 +58,7 @@ class PolicyValue:
     slate: Estimate
     events: int
     unsupported: int  # events where the candidate gives a logged slot probability 0
+    terms: FirstSlotTerms | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,7 @@ def slot_probabilities(ranker: Ranker, record: DecisionRecord) -> list[float]:
     logged = constraints_of(record)
     constraints = SlateConstraints(
         excluded=logged.excluded,
+        excluded_at=logged.excluded_at,
         categories=logged.categories,
         creators=logged.creators,
         max_per_category=spec.diversity.max_per_category,
@@ -159,6 +171,30 @@ def _slot_rewards(record: DecisionRecord, spec: PolicySpec) -> list[float | None
     return [outcome.per_item[item] if item in seen else None for item in record.shown_ids()]
 
 
+def logged_first_slots(
+    records: Sequence[DecisionRecord], spec: PolicySpec
+) -> tuple[list[DecisionRecord], FirstSlotTerms]:
+    """The activated events whose first slot was seen, in time order, and their first slots'
+    rewards and logged probabilities (``target`` is the logged probability: the logging policy
+    itself)."""
+    ordered = sorted((r for r in records if r.activated and r.slate), key=lambda r: r.timestamp)
+    kept: list[DecisionRecord] = []
+    rewards: list[float] = []
+    for record in ordered:
+        first = _slot_rewards(record, spec)[0]
+        if first is not None:
+            kept.append(record)
+            rewards.append(first)
+    logged = np.array([_ordered(record)[0].probability for record in kept])
+    terms = FirstSlotTerms(
+        timestamps=np.array([record.timestamp for record in kept]),
+        rewards=np.array(rewards),
+        logged=logged,
+        target=logged.copy(),
+    )
+    return kept, terms
+
+
 def observe(ranker: Ranker, record: DecisionRecord, rewards: Sequence[float | None]) -> None:
     """Let a replaying ranker learn a logged event's seen slots (model and popularity prior)."""
     learn_record(ranker.model, record, ranker.spec)
@@ -206,6 +242,12 @@ def _replay(
         slate=slate_estimate(rewards, logged, target, method="independent_ips", alpha=alpha),
         events=len(records),
         unsupported=unsupported,
+        terms=FirstSlotTerms(
+            timestamps=np.array([r.timestamp for r in records])[first_seen],
+            rewards=rewards[first_seen, 0],
+            logged=logged[first_seen, 0],
+            target=target[first_seen, 0],
+        ),
     )
 
 

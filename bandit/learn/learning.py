@@ -51,12 +51,25 @@ def constraints_of(record: DecisionRecord) -> SlateConstraints:
     excluded = frozenset(index[i] for i in record.constraints.exclude if i in index)
     return SlateConstraints(
         excluded=excluded,
+        excluded_at=excluded_by_position(record, index),
         categories=[c.category for c in record.candidates],
         creators=[c.creator for c in record.candidates],
         max_per_category=record.constraints.max_per_category,
         max_per_creator=record.constraints.max_per_creator,
         discovery_positions=frozenset(record.exploration.discovery_positions),
     )
+
+
+def excluded_by_position(
+    record: DecisionRecord, index: dict[str, int]
+) -> dict[int, frozenset[int]]:
+    """The candidates (by index) a record kept out of single positions, by 1-based position."""
+    by_slot = record.constraints.exclude_by_slot or []
+    return {
+        position: frozenset(index[i] for i in ids if i in index)
+        for position, ids in enumerate(by_slot, start=1)
+        if ids
+    }
 
 
 def slot_examples(record: DecisionRecord, spec: PolicySpec) -> list[SlotExample]:

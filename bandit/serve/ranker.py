@@ -51,6 +51,13 @@ class RankRequest:
     history: History | None = None  # the user's history snapshot, when the spec uses it
     # Each candidate's collaborative affinity (``bandit.learn.taste_factors``), when on.
     affinities: Sequence[float | None] | None = None
+    # Ids kept out of single positions (1-based), on top of ``exclude`` (multi-slot requests).
+    exclude_at: Mapping[int, Collection[str]] = field(default_factory=dict)
+    # The app's names of the positions and its own choice for each, logged with the decision.
+    slot_ids: Sequence[str] | None = None
+    baseline: Sequence[str] | None = None
+    # Keep every slot's whole distribution over the candidates (``RankResult.distributions``).
+    keep_distributions: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,8 @@ class RankResult:
     seed: int
     timestamp: float
     discovery_positions: list[int] = field(default_factory=list)
+    # Each slot's probability of every candidate, in candidate order (when the request asked).
+    distributions: list[np.ndarray] = field(default_factory=list)
 
     def record(
         self, spec: PolicySpec, model_version: int, *, deferred: bool = False
@@ -99,12 +108,15 @@ class RankResult:
             ),
             constraints=Constraints(
                 exclude=sorted(request.exclude),
+                exclude_by_slot=_exclude_by_slot(request.exclude_at, len(self.slots)),
                 max_per_category=spec.diversity.max_per_category,
                 max_per_creator=spec.diversity.max_per_creator,
             ),
             deferred=deferred,
             activated=not deferred,
             wait_seconds=spec.rewards.wait_seconds,
+            slot_ids=None if request.slot_ids is None else list(request.slot_ids),
+            baseline=None if request.baseline is None else list(request.baseline),
         )
 
 
@@ -168,6 +180,10 @@ class Ranker:
         rate = self.budget.rate(segment, slate_size=size, discovery_slots=len(discovery))
         constraints = SlateConstraints(
             excluded=frozenset(index[i] for i in request.exclude if i in index),
+            excluded_at={
+                position: frozenset(index[i] for i in ids if i in index)
+                for position, ids in request.exclude_at.items()
+            },
             categories=[c.category for c in candidates],
             creators=[c.creator for c in candidates],
             max_per_category=spec.diversity.max_per_category,
@@ -175,6 +191,7 @@ class Ranker:
             discovery_positions=frozenset(discovery),
         )
         seed = seed_for(request.event_id)
+        distributions: list[np.ndarray] | None = [] if request.keep_distributions else None
         draws = sample_slate(
             self.scores(request, segment),
             slate_size=size,
@@ -183,12 +200,24 @@ class Ranker:
             rng=np.random.default_rng(seed),
             constraints=constraints,
             weights=exploration_weights(candidates, spec.cold_start.new_item, now, self.prior),
+            distributions=distributions,
         )
         explored = sum(d.explored for d in draws)
         spent = self.budget.spend(segment).share
         self.budget.record(segment, served=len(draws), explored=explored)
         slots = [Slot(candidates[d.index].id, d.position, d.probability, d.explored) for d in draws]
-        return RankResult(request, slots, segment, target, rate, spent, seed, now, discovery)
+        return RankResult(
+            request, slots, segment, target, rate, spent, seed, now, discovery, distributions or []
+        )
+
+
+def _exclude_by_slot(
+    exclude_at: Mapping[int, Collection[str]], slots: int
+) -> list[list[str]] | None:
+    """Per-position exclusions as logged: one sorted list per shown position, or None."""
+    if not any(exclude_at.get(p) for p in range(1, slots + 1)):
+        return None
+    return [sorted(exclude_at.get(position, ())) for position in range(1, slots + 1)]
 
 
 def build_model(spec: PolicySpec) -> VWModel:

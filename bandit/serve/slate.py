@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,9 +33,14 @@ class SlotDraw:
 
 @dataclass(frozen=True)
 class SlateConstraints:
-    """What a slate must respect: exclusions, diversity caps and reserved discovery slots."""
+    """What a slate must respect: exclusions, diversity caps and reserved discovery slots.
+
+    ``excluded`` holds for every slot; ``excluded_at`` adds exclusions of one 1-based position
+    (a multi-slot request that keeps some candidates out of some slots).
+    """
 
     excluded: frozenset[int] = frozenset()
+    excluded_at: Mapping[int, frozenset[int]] = field(default_factory=dict)
     categories: Sequence[str | None] = ()
     creators: Sequence[str | None] = ()
     max_per_category: int | None = None
@@ -57,6 +62,9 @@ def allowed_mask(count: int, chosen: Sequence[int], constraints: SlateConstraint
     mask = np.ones(count, dtype=bool)
     if constraints.excluded:
         mask[list(constraints.excluded)] = False
+    here = constraints.excluded_at.get(len(chosen) + 1) if constraints.excluded_at else None
+    if here:
+        mask[list(here)] = False
     if chosen:
         mask[list(chosen)] = False
     _apply_cap(mask, chosen, constraints.categories, constraints.max_per_category)
@@ -104,8 +112,12 @@ def sample_slate(
     rng: np.random.Generator,
     constraints: SlateConstraints | None = None,
     weights: np.ndarray | None = None,
+    distributions: list[np.ndarray] | None = None,
 ) -> list[SlotDraw]:
     """Draw up to ``slate_size`` slots (fewer when the constraints run out of candidates).
+
+    When ``distributions`` is given, each slot's whole mixed distribution over the candidates
+    (the one its probability was drawn from) is appended to it, in position order.
 
     >>> rng = np.random.default_rng(0)
     >>> draws = sample_slate(np.array([0.1, 0.9, 0.5]), slate_size=2, rate=0.0,
@@ -124,6 +136,8 @@ def sample_slate(
             break
         slot_rate = 1.0 if position in constraints.discovery_positions else rate
         p_explore, mixed, greedy = slot_distribution(scores, weights, allowed, slot_rate, explore)
+        if distributions is not None:
+            distributions.append(mixed)
         explored = slot_rate > 0.0 and (slot_rate >= 1.0 or rng.random() < slot_rate)
         if explored:
             cumulative = np.cumsum(p_explore)

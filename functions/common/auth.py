@@ -58,6 +58,8 @@ class Principal:
     scopes: frozenset[str]
     key_id: str
     webhook_secrets: tuple[StoredSecret, ...]
+    # The policy this key's Personalizer API serves (None: the tenant's "personalizer" policy).
+    policy: str | None = None
 
     def require(self, scope: str) -> None:
         """Raise ``ForbiddenError`` unless the key carries ``scope``."""
@@ -127,11 +129,13 @@ def create_key(
     name: str = "",
     api_key: str | None = None,
     webhook_secret: str | None = None,
+    policy: str | None = None,
 ) -> NewKey:
     """Store a new key for ``tenant``; returns the key and its webhook secret (shown once).
 
     ``tenant`` must be a valid tenant id (``functions.common.ids``): ``ValueError`` otherwise.
     The secret is stored sealed with KMS (``UnavailableError`` if KMS cannot seal it).
+    ``policy`` binds the key's Personalizer API to one of the tenant's policies.
     """
     check_tenant(tenant)
     unknown = set(scopes) - SCOPES
@@ -151,6 +155,7 @@ def create_key(
         sealed_secrets=sealed,
         name=name,
         created_at=now,
+        policy=policy,
     ).save()
     return NewKey(api_key, webhook_secret, tenant, tuple(sorted(scopes)), key_id, first.secret_id)
 
@@ -209,7 +214,9 @@ def authenticate(api_key: str | None, *, fresh: bool = False) -> Principal:
         raise StorageError(f"key store unavailable: {exc.msg}") from exc
     if item.revoked:
         raise UnauthorizedError("this API key was revoked")
-    principal = Principal(item.tenant, frozenset(item.scopes), item.pk, stored_secrets(item))
+    principal = Principal(
+        item.tenant, frozenset(item.scopes), item.pk, stored_secrets(item), item.policy
+    )
     principals.put(key_id, principal)
     return principal
 

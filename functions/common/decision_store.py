@@ -30,12 +30,12 @@ from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import DoesNotExist, PynamoDBException, UpdateError
+from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, UpdateError
 from pynamodb.expressions.update import Action
 
 from bandit.decision_log import DecisionRecord, LoggedReward
 from functions.common.aws import s3
-from functions.common.errors import NotFoundError, StorageError
+from functions.common.errors import ConflictError, NotFoundError, StorageError
 from functions.common.item_size import value_size
 from functions.common.settings import settings
 from functions.common.tables import DecisionItem, bind
@@ -69,6 +69,10 @@ class EventStatus(StrEnum):
     LEARNED = "learned"
     EXPIRED = "expired"
     FAILED = "failed"
+
+
+class DuplicateEventError(ConflictError):
+    """A new decision's event id is taken (only an app's own event ids can be)."""
 
 
 class UndecodableRecordError(Exception):
@@ -153,6 +157,13 @@ def put(tenant: str, record: DecisionRecord, *, wait_seconds: int) -> None:
         item.record_key = key
     try:
         item.save(condition=DecisionItem.pk.does_not_exist())
+    except PutError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            raise DuplicateEventError(
+                f"event id '{record.event_id}' was used before; event ids must be unique",
+                field="eventId",
+            ) from exc
+        raise StorageError(f"decision store unavailable: {exc.msg}") from exc
     except PynamoDBException as exc:
         raise StorageError(f"decision store unavailable: {exc.msg}") from exc
 
@@ -385,6 +396,21 @@ def fail(key: str, reason: str, now: float | None = None) -> bool:
     moment = time.time() if now is None else now
     actions = closing_actions(EventStatus.FAILED, moment)
     return _close(key, [*actions, DecisionItem.failure_reason.set(reason)])
+
+
+def log_range(tenant: str, policy: str) -> tuple[float, float] | None:
+    """When the policy's oldest and newest kept decisions were made; None when it has none."""
+    bind()
+    ends: list[float] = []
+    try:
+        for forward in (True, False):
+            for item in DecisionItem.by_policy.query(
+                policy_key(tenant, policy), scan_index_forward=forward, limit=1
+            ):
+                ends.append(float(item.ts))
+    except PynamoDBException as exc:
+        raise StorageError(f"decision store unavailable: {exc.msg}") from exc
+    return (ends[0], ends[-1]) if ends else None
 
 
 def export(tenant: str, policy: str, since: float = 0.0) -> Iterator[DecisionRecord]:

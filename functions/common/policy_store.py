@@ -29,6 +29,14 @@ from functions.common.tables import PolicyItem, bind
 PUT_ATTEMPTS = 5
 
 
+class PolicyNotFoundError(NotFoundError):
+    """The tenant has no policy of that name."""
+
+    def __init__(self, policy: str) -> None:
+        super().__init__(f"policy '{policy}' not found")
+        self.policy = policy
+
+
 @dataclass(frozen=True, slots=True)
 class StoredPolicy:
     """A policy as stored: its spec, spec version and model head version."""
@@ -55,7 +63,7 @@ def get(tenant: str, policy: str) -> StoredPolicy:
     try:
         return _stored(PolicyItem.get(tenant, policy, consistent_read=True))
     except DoesNotExist as exc:
-        raise NotFoundError(f"policy '{policy}' not found") from exc
+        raise PolicyNotFoundError(policy) from exc
     except PynamoDBException as exc:
         raise StorageError(f"policy store unavailable: {exc.msg}") from exc
 

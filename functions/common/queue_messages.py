@@ -6,24 +6,39 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Self
 
-from functions.common.api_models import MAX_REWARDS
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from functions.common.api_models import MAX_REWARDS, MAX_SLATE
 
 
 class QueuedReward(BaseModel):
-    """A reward as the webhook queued it (already validated, with a timestamp and an id)."""
+    """A reward as the webhook queued it (already validated, with a timestamp and an id).
+
+    It names the rewarded item by id or, as the Personalizer API queues them, by the position
+    it was shown at or the app's name of that slot; the learner resolves either on the event.
+    """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     event_id: str = Field(min_length=1, max_length=256)
-    item_id: str = Field(min_length=1, max_length=256)
+    item_id: str | None = Field(None, min_length=1, max_length=256)
+    position: int | None = Field(None, ge=1, le=MAX_SLATE)
+    slot_id: str | None = Field(None, min_length=1, max_length=256)
     type: str = Field(min_length=1, max_length=64)
     value: float | None = None
     final: bool = False
     timestamp: float
     sent_timestamp: float | None = None
     reward_id: str | None = Field(None, max_length=64)  # the webhook's; else derived
+
+    @model_validator(mode="after")
+    def _names_one_item(self) -> Self:
+        named = [v for v in (self.item_id, self.position, self.slot_id) if v is not None]
+        if len(named) != 1:
+            raise ValueError("a reward names its item by exactly one of item_id, position, slot_id")
+        return self
 
 
 class RewardMessage(BaseModel):

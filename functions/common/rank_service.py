@@ -17,7 +17,7 @@ from bandit.learn.history import History, snapshot
 from bandit.serve.budget import ExplorationBudget
 from bandit.serve.coldstart import PopularityPrior, model_weight
 from bandit.serve.features import ActionLines
-from bandit.serve.ranker import Ranker, RankRequest
+from bandit.serve.ranker import Ranker, RankRequest, RankResult
 from bandit.spec import PolicySpec
 from functions.common import catalog, counters, decision_store, policy_store, users
 from functions.common.api_models import CandidateIn, RankBody, RecommendBody
@@ -83,7 +83,7 @@ class RankService:
         stored = self._policy(tenant, policy)
         candidates = self._candidates(tenant, body)
         profile = self._profile(tenant, body.user_id)
-        return self._decide(
+        answer, _ = self._decide(
             tenant,
             stored,
             Decision(
@@ -97,6 +97,17 @@ class RankService:
             profile,
             started=started,
         )
+        return answer
+
+    def decide(
+        self, tenant: str, policy: str, decision: Decision
+    ) -> tuple[dict[str, Any], RankResult]:
+        """Draw and log a slate for a decision built by another front (the Personalizer API):
+        the ``rank`` answer and the draw itself (with every slot's distribution if asked)."""
+        started = time.perf_counter()
+        stored = self._policy(tenant, policy)
+        profile = self._profile(tenant, decision.user_id)
+        return self._decide(tenant, stored, decision, profile, started=started)
 
     def recommend(self, tenant: str, policy: str, body: RecommendBody) -> dict[str, Any]:
         """Retrieve candidates from the tenant's catalog index, then rank them (see
@@ -107,7 +118,7 @@ class RankService:
         index = self._index(tenant, required=True)
         assert index is not None  # required=True raises instead
         retrieved = retrieve_for(index, stored.spec, profile, body)
-        result = self._decide(
+        result, _ = self._decide(
             tenant,
             stored,
             Decision(
@@ -145,7 +156,7 @@ class RankService:
         *,
         started: float,
         index: StoredIndex | None = None,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], RankResult]:
         spec = stored.spec
         policy = spec.name
         cached, degraded = self.models.get(tenant, policy, spec, stored.head_version)
@@ -169,7 +180,7 @@ class RankService:
             affinities = candidate_affinities(index, spec, profile, candidates)
         result = ranker.rank(
             RankRequest(
-                event_id=f"evt_{uuid.uuid4().hex}",
+                event_id=decision.event_id or f"evt_{uuid.uuid4().hex}",
                 context=decision.context,
                 candidates=candidates,
                 user_id=decision.user_id,
@@ -179,6 +190,10 @@ class RankService:
                 timestamp=now,
                 history=_history(spec, profile),
                 affinities=affinities,
+                exclude_at=decision.exclude_at,
+                slot_ids=decision.slot_ids,
+                baseline=decision.baseline,
+                keep_distributions=decision.keep_distributions,
             )
         )
         record = result.record(spec, cached.version, deferred=decision.defer_activation)
@@ -187,6 +202,8 @@ class RankService:
         logged = True
         try:
             decision_store.put(tenant, record, wait_seconds=spec.rewards.wait_seconds)
+        except decision_store.DuplicateEventError:
+            raise  # only an app's own event id can be taken: refused, never served unlogged
         except StorageError as exc:
             logged = False
             logger.error("decision not logged", extra={"policy": policy, "error": exc.detail})
@@ -218,7 +235,7 @@ class RankService:
             },
             "logged": logged,
             "degraded": degraded,
-        }
+        }, result
 
     def _index(self, tenant: str, *, required: bool) -> StoredIndex | None:
         """The tenant's catalog index build; recommend needs one, rank only uses it."""

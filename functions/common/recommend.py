@@ -13,7 +13,7 @@ with ``collaborative`` on (namespace ``T``, ``bandit.learn.taste_factors``).
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bandit.decision_log import RetrievalLog
@@ -39,6 +39,11 @@ class Decision:
     exclude: Collection[str]
     defer_activation: bool
     retrieval: RetrievalLog | None = None
+    event_id: str | None = None  # the app's own (Personalizer's eventId); else a new one
+    exclude_at: Mapping[int, Collection[str]] = field(default_factory=dict)
+    slot_ids: Sequence[str] | None = None
+    baseline: Sequence[str] | None = None
+    keep_distributions: bool = False
 
 
 def taste_of(

@@ -121,13 +121,17 @@ def join(
     window = None if spec is None else window_spec(decision.record, spec)
     outcomes: list[RewardOutcome] = []
     for reward in rewards:
+        item_id = rewarded_item(decision.record, reward)
+        if item_id is None:
+            outcomes.append(RewardOutcome.ORPHAN)  # it names no slot of this event
+            continue
         rid = reward_id(str(reward["event_id"]), reward)
         if rid in seen:
             outcomes.append(RewardOutcome.DUPLICATE)
             continue
         seen.add(rid)
         entry = {
-            "item_id": str(reward["item_id"]),
+            "item_id": item_id,
             "type": str(reward["type"]),
             "value": storable_number(reward.get("value")),
             "timestamp": storable_number(float(reward["timestamp"])),
@@ -147,6 +151,22 @@ def join(
         change.ids.append(rid)
         outcomes.append(_outcome(decision, entry, window))
     return outcomes, change
+
+
+def rewarded_item(record: DecisionRecord, reward: dict[str, Any]) -> str | None:
+    """The item a reward is for: its ``item_id``, or the item shown at its ``position`` or in
+    the slot the app named ``slot_id`` (Personalizer's rewards); None when there is none."""
+    if reward.get("item_id") is not None:
+        return str(reward["item_id"])
+    position = reward.get("position")
+    slot_id = reward.get("slot_id")
+    if slot_id is not None:
+        names = record.slot_ids or []
+        position = names.index(slot_id) + 1 if slot_id in names else None
+    for slot in record.slate:
+        if slot.position == position:
+            return slot.item_id
+    return None
 
 
 def entry_size(entry: dict[str, Any], rid: str) -> int:

@@ -93,13 +93,18 @@ def accept(principal: Principal, body: bytes, signature: str | None) -> int:
     principal.require("reward")
     verify_webhook(principal, signature, body)
     rewards = parse_rewards(body, time.time())
+    queue(principal.tenant, rewards)
+    return len(rewards)
+
+
+def queue(tenant: str, rewards: Sequence[dict[str, Any]]) -> None:
+    """Put validated rewards on the reward queue; ``UnavailableError`` (retry) if it refuses."""
     try:
-        for message in message_bodies(principal.tenant, rewards, time.time()):
+        for message in message_bodies(tenant, rewards, time.time()):
             sqs().send_message(QueueUrl=settings().reward_queue_url, MessageBody=message)
     except (BotoCoreError, ClientError) as exc:
         logger.error("reward queue unavailable", extra={"error": str(exc)})
         raise UnavailableError("reward queue unavailable; retry", retry_after=5) from exc
-    return len(rewards)
 
 
 def activate(principal: Principal, event_id: str, body: bytes = b"") -> dict[str, Any]:

@@ -230,6 +230,31 @@ class IndexHeadItem(StoredModel):
     head = UnicodeAttribute()  # the Head as JSON, with the objects of the build it replaced
 
 
+class PersonalizerSettingsItem(StoredModel):
+    """Settings of a Personalizer resource that Serendip's spec has no field for (echoed back by
+    the Personalizer API, ``functions.common.personalizer``), on the counters table."""
+
+    class Meta:
+        table_name = UNBOUND
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#personalizer
+    sk = UnicodeAttribute(range_key=True)  # the policy's name
+    settings = UnicodeAttribute()  # JSON object
+    edited_at = NumberAttribute(default=0)
+
+
+class PersonalizerEvaluationItem(StoredModel):
+    """One offline evaluation made through the Personalizer API, on the counters table."""
+
+    class Meta:
+        table_name = UNBOUND
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#evaluations#policy
+    sk = UnicodeAttribute(range_key=True)  # the evaluation's id
+    created_at = NumberAttribute()
+    body = BinaryAttribute(legacy_encoding=False)  # zlib-compressed JSON of the evaluation
+
+
 # What ``serendip keys list`` shows; never a secret, sealed or not.
 KEY_LISTING_ATTRIBUTES = ["scopes", "name", "created_at", "revoked", "secret_info"]
 
@@ -279,6 +304,8 @@ class ApiKeyItem(StoredModel):
     name = UnicodeAttribute(default="")
     created_at = NumberAttribute(default=0)
     revoked = BooleanAttribute(default=False)
+    # The policy the Personalizer API of this key serves (None: the tenant's "personalizer").
+    policy = UnicodeAttribute(null=True)
     by_tenant = ByTenantIndex()
 
 
@@ -291,6 +318,8 @@ _TABLES: dict[type[Model], str] = {
     CounterItem: "counters_table",
     SweepStateItem: "counters_table",
     IndexHeadItem: "counters_table",
+    PersonalizerSettingsItem: "counters_table",
+    PersonalizerEvaluationItem: "counters_table",
     ApiKeyItem: "keys_table",
 }
 

@@ -25,7 +25,7 @@ def admin(
 def test_policies_list_get_and_put(aws: dict[str, str], api: Api) -> None:
     status, listed = admin(api, "GET", "/v1/policies")
     assert status == 200
-    assert [p["name"] for p in listed["policies"]] == ["explore", "for-you"]
+    assert [p["name"] for p in listed["policies"]] == ["explore", "for-you", "personalizer"]
     status, policy = admin(api, "GET", "/v1/policies/for-you", resource="/v1/policies/{policy}")
     assert status == 200 and policy["spec"]["exploration"]["budget"] == 0.05
     spec = {**policy["spec"], "exploration": {**policy["spec"]["exploration"], "budget": 0.2}}

@@ -20,13 +20,15 @@ from typing import Any
 import pytest
 
 from functions.common import decision_store, sweep_service
-from functions.common.auth import NewKey
+from functions.common.auth import NewKey, create_key
+from functions.common.personalizer import evaluations
 from functions.common.settings import reset_settings
 from functions.learn import app as learn_app
 from local.iam import check, function_policies
 from local.lambda_events import LocalFunction, schedule_event, template_functions
 from local.resources import load_template, translated_template
 from tests.functional.conftest import Api
+from tests.functional.personalizer_api import V1, PersonalizerApi
 from tests.iam_session import SESSION
 from tests.queues import deliver
 
@@ -38,6 +40,8 @@ UNEXERCISED = {
     ("AdminFunction", "dynamodb:DeleteItem", "table/ModelsTable"): "pruning after a spec change",
     ("AdminFunction", "s3:DeleteObject", "ModelBucket/models/*"): "pruning; a failed save",
     ("LearnFunction", "s3:DeleteObject", "ModelBucket/models/*"): "pruning; a failed save",
+    ("PersonalizerFunction", "dynamodb:DeleteItem", "table/ModelsTable"): "pruning after a reset",
+    ("PersonalizerFunction", "s3:DeleteObject", "ModelBucket/models/*"): "pruning; a failed save",
 }
 CANDIDATES = [{"id": f"item-{i}", "features": {"n": i}} for i in range(6)]
 
@@ -154,6 +158,75 @@ def drive_every_function(aws: dict[str, str], api: Api, monkeypatch: pytest.Monk
         "POST", "/v1/policies/for-you/rollback", policy + "/rollback", {"version": 1}
     )
     assert status in (200, 422), rolled
+    drive_personalizer(api, functions["PersonalizerFunction"], monkeypatch)
+
+
+ACTIONS = [{"id": f"a-{i}", "features": [{"kind": {"n": i}}]} for i in range(4)]
+
+
+def drive_personalizer(api: Api, function: LocalFunction, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every kind of Personalizer route: serving, configuration, model, logs, evaluations."""
+    personalizer = PersonalizerApi(as_handler(function), api.key.api_key)
+    config = {
+        "rewardWaitTime": "PT5S",
+        "defaultReward": 0.0,
+        "rewardAggregation": "earliest",
+        "explorationPercentage": 0.2,
+        "modelExportFrequency": "PT1M",
+        "logRetentionDays": 30,
+    }
+    # The resource's policy is created on first use, with its settings
+    status, answer, _ = personalizer.call("PUT", f"{V1}/configurations/service", config)
+    assert status == 200, answer
+    rank = {"contextFeatures": [{"user": {"tier": "gold"}}], "actions": ACTIONS}
+    status, ranked, _ = personalizer.call("POST", f"{V1}/rank", rank)
+    assert status == 201, ranked
+    reward = f"{V1}/events/{ranked['eventId']}/reward"
+    assert personalizer.call("POST", reward, {"value": 1.0})[0] == 204
+    status, deferred, _ = personalizer.call("POST", f"{V1}/rank", {**rank, "deferActivation": True})
+    activate = f"{V1}/events/{deferred['eventId']}/activate"
+    assert personalizer.call("POST", activate)[0] == 204
+    slots = [{"id": "hero", "baselineAction": "a-0"}, {"id": "side", "baselineAction": "a-1"}]
+    status, multi, _ = personalizer.call(
+        "POST", "/personalizer/multislot/rank", {"actions": ACTIONS, "slots": slots}
+    )
+    assert status == 201, multi
+    rewards = {"reward": [{"slotId": "hero", "value": 1.0}]}
+    path = f"/personalizer/multislot/events/{multi['eventId']}/reward"
+    assert personalizer.call("POST", path, rewards)[0] == 204
+    for path in ("configurations/service", "configurations/policy", "model/properties"):
+        assert personalizer.call("GET", f"{V1}/{path}")[0] == 200, path
+    assert personalizer.call("GET", f"{V1}/logs/properties")[0] == 200
+    arguments = {"name": "mine", "arguments": "--cb_explore_adf --epsilon 0.1 --cb_type mtr"}
+    assert personalizer.call("PUT", f"{V1}/configurations/policy", arguments)[0] == 200
+    status, blob, _ = personalizer.call("GET", f"{V1}/model")
+    assert status == 200 and isinstance(blob, bytes)
+    imported = personalizer.call(
+        "PUT", "/personalizer/model", blob, content_type="application/octet-stream"
+    )
+    assert imported[0] == 204, imported
+    assert personalizer.call("DELETE", f"{V1}/model")[0] == 204
+    # An evaluation an hour later, when every event's reward wait is over
+    later = types.SimpleNamespace(time=lambda: time.time() + 3_600)
+    monkeypatch.setattr(evaluations, "time", later)
+    contract = {
+        "name": "iam",
+        "startTime": "2000-01-01T00:00:00Z",
+        "endTime": "2100-01-01T00:00:00Z",
+        "policies": [{"name": "greedy", "arguments": "--cb_explore_adf --epsilon 0.0"}],
+    }
+    status, evaluation, _ = personalizer.call("POST", f"{V1}/evaluations", contract)
+    assert status == 201, evaluation
+    for method in ("GET", "DELETE"):
+        path = f"{V1}/evaluations/{evaluation['id']}"
+        assert personalizer.call(method, path)[0] in (200, 204)
+    assert personalizer.call("GET", f"{V1}/evaluations")[0] == 200
+    # A key bound to a policy whose model is new blends in popularity; one bound to a policy
+    # the tenant does not have yet creates it
+    for policy in ("for-you", "personalizer-iam"):
+        bound = create_key(api.key.tenant, {"rank", "reward", "admin"}, policy=policy)
+        status, ranked, _ = personalizer.call("POST", f"{V1}/rank", rank, api_key=bound.api_key)
+        assert status == 201, ranked
 
 
 def test_every_call_of_every_function_is_granted_by_its_role(

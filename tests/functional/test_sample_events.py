@@ -15,6 +15,7 @@ from functions.common import catalog, decision_store, policy_store
 from functions.common.auth import create_key, sign
 from functions.index.app import lambda_handler as index_handler
 from functions.learn.app import lambda_handler as learn_handler
+from functions.personalizer.app import lambda_handler as personalizer_handler
 from functions.rank.app import lambda_handler as rank_handler
 from functions.rewards.app import lambda_handler as rewards_handler
 from functions.route.app import lambda_handler as route_handler
@@ -33,6 +34,7 @@ HANDLERS = {
     "sweep": sweep_handler,
     "index": index_handler,
     "admin": admin_handler,
+    "personalizer": personalizer_handler,
 }
 
 
@@ -65,6 +67,19 @@ def test_rank_event_returns_a_logged_slate(sample_tenant: None) -> None:
     assert [slot["position"] for slot in body["slate"]] == [1, 2]
     assert body["logged"] is True
     assert decision_store.get("sample", body["event_id"]).record.user_id == "user-42"
+
+
+def test_personalizer_rank_event_answers_personalizers_rank_response(sample_tenant: None) -> None:
+    response = run("personalizer-rank")
+    body = response_json(response)
+    assert response["statusCode"] == 201, body
+    ranking = body["ranking"]
+    assert ranking[0]["id"] == body["rewardActionId"] != "SportsArticle"
+    assert ranking[-1] == {"id": "SportsArticle", "probability": 0.0}
+    assert abs(sum(action["probability"] for action in ranking) - 1.0) < 1e-9
+    logged = decision_store.get("sample", body["eventId"]).record
+    assert logged.policy == "personalizer"
+    assert logged.slate[0].probability == ranking[0]["probability"]
 
 
 def test_rewards_event_is_accepted_once_re_signed(sample_tenant: None) -> None:
@@ -121,4 +136,8 @@ def test_admin_events(sample_tenant: None) -> None:
     assert (health["statusCode"], response_json(health)) == (200, {"status": "ok"})
     listed = run("admin-list-policies")
     assert listed["statusCode"] == 200
-    assert [p["name"] for p in response_json(listed)["policies"]] == ["explore", "for-you"]
+    assert [p["name"] for p in response_json(listed)["policies"]] == [
+        "explore",
+        "for-you",
+        "personalizer",
+    ]

@@ -39,6 +39,7 @@ HANDLERS = {
     "SweepFunction": "functions/sweep/app.lambda_handler",
     "IndexFunction": "functions/index/app.lambda_handler",
     "AdminFunction": "functions/admin/app.lambda_handler",
+    "PersonalizerFunction": "functions/personalizer/app.lambda_handler",
 }
 
 ROUTES = {
@@ -56,6 +57,7 @@ ROUTES = {
     ("PUT", "/v1/items"): "AdminFunction",
     ("GET", "/v1/health"): "AdminFunction",
     ("GET", "/v1/openapi.json"): "AdminFunction",
+    ("ANY", "/personalizer/{proxy+}"): "PersonalizerFunction",
 }
 
 Key = tuple[str, str]  # (attribute name, attribute type)
@@ -164,6 +166,37 @@ ACCESS: dict[str, dict[str, set[str]]] = {
         "s3:PutObject": {MODELS},
         "s3:DeleteObject": {MODELS},
     },
+    "PersonalizerFunction": {
+        "dynamodb:GetItem": {
+            "table/KeysTable",
+            "table/PoliciesTable",
+            "table/ModelsTable",
+            "table/DecisionsTable",
+            "table/CountersTable",
+        },
+        "dynamodb:Query": {
+            "table/CountersTable",
+            "table/ModelsTable",
+            "table/DecisionsTable/index/by_policy",
+        },
+        "dynamodb:UpdateItem": {
+            "table/CountersTable",
+            "table/DecisionsTable",
+            "table/PoliciesTable",
+        },
+        "dynamodb:BatchGetItem": {"table/CountersTable"},
+        "dynamodb:PutItem": {
+            "table/CountersTable",
+            "table/DecisionsTable",
+            "table/PoliciesTable",
+            "table/ModelsTable",
+        },
+        "dynamodb:DeleteItem": {"table/CountersTable", "table/ModelsTable"},
+        "s3:GetObject": {MODELS, RECORDS},
+        "s3:PutObject": {MODELS, RECORDS},
+        "s3:DeleteObject": {MODELS},
+        "sqs:SendMessage": {"RewardQueue"},
+    },
 }
 
 
@@ -208,14 +241,16 @@ def test_functions_have_their_handlers_runtime_and_shared_settings(
         assert properties["Handler"] == handler
         assert properties["Runtime"] == "python3.12"
         assert properties["Architectures"] == ["x86_64"]
-        # The sweep only reads an index and sends messages (it waits between its passes).
         # The sweep only reads an index and sends messages; the index builder fits factors
-        # and builds nearest-neighbour graphs (more memory is more CPU on Lambda).
-        memory = {"SweepFunction": 256, "IndexFunction": 3008}
+        # and builds nearest-neighbour graphs, and the Personalizer API replays logs for its
+        # evaluations (more memory is more CPU on Lambda).
+        memory = {"SweepFunction": 256, "IndexFunction": 3008, "PersonalizerFunction": 2048}
         assert properties["MemorySize"] == memory.get(name, 1024)
         assert properties["TracingConfig"] == {"Mode": "Active"}
         background = {"RouteFunction", "LearnFunction", "SweepFunction"}
-        timeouts = {"IndexFunction": 900, **dict.fromkeys(background, 60)}
+        # The Personalizer API evaluates within API Gateway's 29 s.
+        timeouts = {"IndexFunction": 900, "PersonalizerFunction": 29}
+        timeouts |= dict.fromkeys(background, 60)
         assert properties["Timeout"] == timeouts.get(name, 10)
         assert properties["Layers"] == [{"Ref": layer}]
         variables = properties["Environment"]["Variables"]
@@ -257,7 +292,8 @@ def test_api_routes_are_exactly_the_designed_ones(cfn: dict[str, Any]) -> None:
     for path, methods in body["paths"].items():
         for method, operation in methods.items():
             uri = operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
-            routes[(method.upper(), path)] = re.search(r"\$\{(\w+)\.Arn\}", uri).group(1)  # type: ignore[union-attr]
+            verb = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
+            routes[(verb, path)] = re.search(r"\$\{(\w+)\.Arn\}", uri).group(1)  # type: ignore[union-attr]
     assert routes == ROUTES
 
 
@@ -419,13 +455,14 @@ def test_each_function_has_least_privilege(cfn: dict[str, Any], function: str) -
     assert set(role["ManagedPolicyArns"]) == managed
 
 
-def test_only_the_webhook_sends_rewards_and_only_router_and_sweep_send_work(
+def test_only_the_reward_fronts_send_rewards_and_only_router_and_sweep_send_work(
     cfn: dict[str, Any],
 ) -> None:
     def senders(queue: str) -> set[str]:
         return {f for f in HANDLERS if queue in _access(cfn, f).get("sqs:SendMessage", set())}
 
-    assert senders("RewardQueue") == {"RewardsFunction"}
+    # The webhook, and the Personalizer API (its rewards carry the key, not a signature)
+    assert senders("RewardQueue") == {"RewardsFunction", "PersonalizerFunction"}
     assert senders("LearnQueue") == {"RouteFunction", "SweepFunction"}
 
 
