@@ -59,6 +59,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
 def _reset_handler_state() -> None:
     """Forget per-process caches of the handlers (a new moto means new data)."""
     import functions.learn.app as learn
+    import functions.personalizer.app as personalizer
     import functions.rank.app as rank
     from functions.admin.openapi import openapi_document
     from functions.common import secret_box
@@ -66,6 +67,7 @@ def _reset_handler_state() -> None:
     principals.clear()
 
     rank._service = None
+    personalizer._service = None
     learn._learner = None
     openapi_document.cache_clear()
     secret_box.forget()

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bandit.errors import FieldError, SpecError
+from functions.common.decision_store import DuplicateEventError
 from functions.common.errors import (
     BadRequestError,
     ConflictError,
@@ -152,7 +153,7 @@ def _from_service(error: ServiceError, code: str) -> PersonalizerError:
         return PersonalizerError(404, NOT_FOUND, error.detail, target=target)
     if isinstance(error, PayloadTooLargeError):
         return PersonalizerError(413, PAYLOAD_TOO_LARGE, error.detail, target=target)
-    if isinstance(error, BadRequestError | ValidationFailedError):
+    if isinstance(error, BadRequestError | ValidationFailedError | DuplicateEventError):
         return PersonalizerError(400, code, error.detail, target=target)
     if isinstance(error, ConflictError):
         return PersonalizerError(409, NOT_ALLOWED, error.detail, target=target)

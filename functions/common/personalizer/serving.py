@@ -28,6 +28,7 @@ from bandit.domain import Candidate
 from bandit.errors import FieldError
 from bandit.serve.ranker import RankResult
 from functions.common import reward_service
+from functions.common.api_models import check_features
 from functions.common.auth import Principal
 from functions.common.personalizer.contract import (
     MultiSlotRankRequest,
@@ -44,6 +45,16 @@ from functions.common.recommend import Decision
 REWARD_TYPE = "reward"
 
 
+def _features(items: Sequence[Any] | None, field: str) -> dict[str, Any]:
+    """One feature object from Personalizer's list, within Serendip's caps (depth, count,
+    string length, finite numbers), or ``FieldError`` naming the path below ``field``."""
+    merged = merge_feature_list(items, field)
+    try:
+        return check_features(merged)
+    except FieldError as exc:
+        raise FieldError(f"{field}{exc.field}", exc.message) from exc
+
+
 def _candidates(actions: Sequence[RankableAction]) -> list[Candidate]:
     seen: set[str] = set()
     candidates: list[Candidate] = []
@@ -51,7 +62,7 @@ def _candidates(actions: Sequence[RankableAction]) -> list[Candidate]:
         if action.id in seen:
             raise FieldError(f"actions[{index}].id", f"action id '{action.id}' is given twice")
         seen.add(action.id)
-        features = merge_feature_list(action.features, f"actions[{index}].features")
+        features = _features(action.features, f"actions[{index}].features")
         candidates.append(Candidate(action.id, features))
     return candidates
 
@@ -76,7 +87,7 @@ def rank(service: RankService, principal: Principal, body: RankRequest) -> dict[
     if not allowed:
         raise FieldError("excludedActions", "every action is excluded; at least one must remain")
     decision = Decision(
-        context=merge_feature_list(body.contextFeatures, "contextFeatures"),
+        context=_features(body.contextFeatures, "contextFeatures"),
         candidates=candidates,
         user_id=None,
         slate_size=1,
@@ -127,7 +138,7 @@ def multislot_rank(
         if slot.excludedActions
     }
     decision = Decision(
-        context=merge_feature_list(body.contextFeatures, "contextFeatures"),
+        context=_features(body.contextFeatures, "contextFeatures"),
         candidates=candidates,
         user_id=None,
         slate_size=len(body.slots),
@@ -174,7 +185,7 @@ def _check_slots(body: MultiSlotRankRequest, ids: set[str]) -> None:
         if baseline in (slot.excludedActions or ()):
             raise FieldError(f"{field}.baselineAction", "the baseline action is excluded")
         baselines.add(baseline)
-        merge_feature_list(slot.features, f"{field}.features")
+        _features(slot.features, f"{field}.features")
 
 
 def _reward(event_id: str, value: float, **names: Any) -> dict[str, Any]:

@@ -1,0 +1,466 @@
+"""The Personalizer API on moto: Personalizer's answers, its errors, and Serendip underneath."""
+
+from __future__ import annotations
+
+import time
+import types
+from typing import Any
+
+import pytest
+
+from bandit.evaluate.replay import slot_probabilities
+from bandit.serve.ranker import Ranker
+from functions.common import decision_store, model_store, policy_store
+from functions.common.auth import NewKey, create_key
+from functions.common.personalizer import evaluations
+from functions.personalizer.app import lambda_handler
+from tests.functional.personalizer_api import PREVIEW, V1, PersonalizerApi
+from tests.queues import deliver_all
+
+ACTIONS = [
+    {"id": f"article-{i}", "features": [{"topic": {"name": f"t{i % 3}"}}, {"length": i}]}
+    for i in range(6)
+]
+CONTEXT = [{"user": {"tier": "gold"}}, {"device": {"mobile": True}}]
+CONFIG = {
+    "rewardWaitTime": "PT10M",
+    "defaultReward": 0.0,
+    "rewardAggregation": "earliest",
+    "explorationPercentage": 0.2,
+    "modelExportFrequency": "PT5M",
+    "logRetentionDays": 7,
+}
+
+
+@pytest.fixture
+def api(tenant: NewKey) -> PersonalizerApi:
+    return PersonalizerApi(lambda_handler, tenant.api_key)
+
+
+def rank(api: PersonalizerApi, **extra: Any) -> dict[str, Any]:
+    status, body, _ = api.call(
+        "POST", f"{V1}/rank", {"contextFeatures": CONTEXT, "actions": ACTIONS, **extra}
+    )
+    assert status == 201, body
+    return dict(body)
+
+
+def error_of(answer: tuple[int, Any, dict[str, str]]) -> tuple[int, str, str | None]:
+    status, body, headers = answer
+    assert headers["x-ms-error-code"] == body["error"]["code"]
+    return status, body["error"]["code"], body["error"].get("target")
+
+
+# ------------------------------------------------------------------------------------ rank
+
+
+def test_rank_lists_every_action_with_the_exact_probability_of_the_one_slot(
+    api: PersonalizerApi, tenant: NewKey
+) -> None:
+    answer = rank(api, excludedActions=["article-2"], eventId="my-event-1")
+    ranking = answer["ranking"]
+    assert answer["eventId"] == "my-event-1"
+    assert ranking[0]["id"] == answer["rewardActionId"]
+    assert sorted(a["id"] for a in ranking) == sorted(a["id"] for a in ACTIONS)
+    assert ranking[-1] == {"id": "article-2", "probability": 0.0}
+    assert sum(a["probability"] for a in ranking) == pytest.approx(1.0, abs=1e-12)
+    # A fresh policy explores 20% over the five allowed actions: 0.8 + 0.2 / 5 for the greedy
+    assert ranking[0]["probability"] == pytest.approx(0.84) or answer["serendip"]["explored"]
+    # And Serendip logged the one slot with that probability, under the app's event id
+    record = decision_store.get(tenant.tenant, "my-event-1").record
+    assert record.policy == "personalizer" and len(record.slate) == 1
+    assert record.slate[0].item_id == answer["rewardActionId"]
+    assert record.slate[0].probability == ranking[0]["probability"]
+    assert record.constraints.exclude == ["article-2"]
+    assert record.baseline == ["article-0"]
+    assert record.context == {"user": {"tier": "gold"}, "device": {"mobile": True}}
+
+
+def test_an_event_id_used_before_is_refused_and_the_first_decision_stays(
+    api: PersonalizerApi, tenant: NewKey
+) -> None:
+    first = rank(api, eventId="again")
+    status, body, _ = api.call("POST", f"{V1}/rank", {"actions": ACTIONS[:2], "eventId": "again"})
+    assert (status, body["error"]["code"], body["error"]["target"]) == (
+        400,
+        "InvalidRankRequest",
+        "eventId",
+    )
+    record = decision_store.get(tenant.tenant, "again").record
+    assert record.slate[0].item_id == first["rewardActionId"] and len(record.candidates) == 6
+
+
+@pytest.mark.parametrize(
+    ("body", "target"),
+    [
+        ({"actions": []}, "actions"),
+        ({}, "actions"),
+        ({"actions": [{"id": "a"}, {"id": "a"}]}, "actions[1].id"),
+        ({"actions": [{"id": "a"}], "excludedActions": ["a"]}, "excludedActions"),
+        ({"actions": [{"id": "x" * 257}]}, "actions[0].id"),
+        ({"actions": [{"id": "a"}], "eventId": "e" * 257}, "eventId"),
+        ({"actions": [{"id": "a", "features": [3]}]}, "actions[0].features[0]"),
+        ({"actions": [{"id": "a"}], "contextFeatures": [{"n": float("nan")}]}, "contextFeatures.n"),
+        ({"actions": [{"id": f"a{i}"} for i in range(1001)]}, "actions"),
+    ],
+)
+def test_bad_rank_requests_are_400_naming_the_field_and_log_nothing(
+    api: PersonalizerApi, tenant: NewKey, body: dict[str, Any], target: str | None
+) -> None:
+    answer = api.call("POST", f"{V1}/rank", body)
+    status, code, named = error_of(answer)
+    assert (status, code) == (400, "InvalidRankRequest") or (status, code) == (400, "BadRequest")
+    if target is not None:
+        assert named == target
+    assert list(decision_store.export(tenant.tenant, "personalizer")) == []
+
+
+def test_more_actions_than_personalizers_50_are_ranked(api: PersonalizerApi) -> None:
+    many = [{"id": f"a{i}", "features": [{"n": i}]} for i in range(200)]
+    answer = rank(api, actions=many)
+    assert len(answer["ranking"]) == 200
+
+
+def test_keys_and_scopes_answer_personalizers_401_and_403(
+    api: PersonalizerApi, tenant: NewKey
+) -> None:
+    status, code, _ = error_of(api.call("POST", f"{V1}/rank", {"actions": ACTIONS}, api_key="no"))
+    assert (status, code) == (401, "Unauthorized")
+    ranker = create_key(tenant.tenant, {"rank"})
+    status, code, _ = error_of(
+        api.call("GET", f"{V1}/configurations/service", api_key=ranker.api_key)
+    )
+    assert (status, code) == (403, "Forbidden")
+
+
+def test_the_2022_base_needs_its_api_version_and_unknown_routes_are_404(
+    api: PersonalizerApi,
+) -> None:
+    event = {"actions": ACTIONS}
+    assert api.call("POST", f"{PREVIEW}/rank", event)[0] == 201
+    status, code, target = error_of(
+        api.call("POST", f"{PREVIEW}/rank", event, query="api-version=2019-01-01")
+    )
+    assert (status, code, target) == (400, "BadRequest", "api-version")
+    assert error_of(api.call("GET", f"{V1}/nothing-here"))[:2] == (404, "ResourceNotFound")
+    assert error_of(api.call("GET", f"{PREVIEW}/featureImportances"))[:2] == (
+        501,
+        "OperationNotAllowed",
+    )
+
+
+# ------------------------------------------------------------------------------ multi-slot
+
+
+def test_multislot_draws_distinct_actions_honours_each_slots_exclusions_and_replays_exactly(
+    api: PersonalizerApi, tenant: NewKey
+) -> None:
+    slots = [
+        {"id": "hero", "baselineAction": "article-0", "excludedActions": ["article-1"]},
+        {"id": "side", "baselineAction": "article-1", "features": [{"size": "small"}]},
+        {"id": "foot", "baselineAction": "article-2", "excludedActions": ["article-3"]},
+    ]
+    for _ in range(20):
+        status, answer, _ = api.call(
+            "POST",
+            f"{PREVIEW}/multislot/rank",
+            {"contextFeatures": CONTEXT, "actions": ACTIONS, "slots": slots},
+        )
+        assert status == 201, answer
+        chosen = [slot["rewardActionId"] for slot in answer["slots"]]
+        assert [slot["id"] for slot in answer["slots"]] == ["hero", "side", "foot"]
+        assert len(set(chosen)) == 3
+        assert chosen[0] != "article-1" and chosen[2] != "article-3"
+    record = decision_store.get(tenant.tenant, answer["eventId"]).record
+    assert record.slot_ids == ["hero", "side", "foot"]
+    assert record.baseline == ["article-0", "article-1", "article-2"]
+    assert record.constraints.exclude_by_slot == [["article-1"], [], ["article-3"]]
+    logged = [slot.probability for slot in sorted(record.slate, key=lambda s: s.position)]
+    assert [slot["probability"] for slot in answer["slots"]] == logged
+    # The replay of the same policy gives each logged slot the probability it was drawn with
+    spec = policy_store.get(tenant.tenant, "personalizer").spec
+    assert slot_probabilities(Ranker(spec), record) == pytest.approx(logged, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("slots", "target"),
+    [
+        ([{"id": "s", "baselineAction": "missing"}], "slots[0].baselineAction"),
+        (
+            [
+                {"id": "s", "baselineAction": "article-0"},
+                {"id": "t", "baselineAction": "article-0"},
+            ],
+            "slots[1].baselineAction",
+        ),
+        (
+            [{"id": "s", "baselineAction": "article-0", "excludedActions": ["article-0"]}],
+            "slots[0].baselineAction",
+        ),
+        (
+            [
+                {"id": "s", "baselineAction": "article-0"},
+                {"id": "s", "baselineAction": "article-1"},
+            ],
+            "slots[1].id",
+        ),
+        ([{"id": "s"}], "slots[0].baselineAction"),
+    ],
+)
+def test_multislot_keeps_personalizers_rules_for_slots(
+    api: PersonalizerApi, slots: list[dict[str, Any]], target: str
+) -> None:
+    answer = api.call("POST", f"{PREVIEW}/multislot/rank", {"actions": ACTIONS, "slots": slots})
+    assert error_of(answer) == (400, "InvalidRankRequest", target)
+
+
+# ---------------------------------------------------------------------------- rewards
+
+
+def test_rewards_reach_the_chosen_action_and_the_named_slots(
+    aws: dict[str, str], api: PersonalizerApi, tenant: NewKey
+) -> None:
+    single = rank(api)
+    assert api.call("POST", f"{V1}/events/{single['eventId']}/reward", {"value": 0.5})[0] == 204
+    slots = [
+        {"id": "hero", "baselineAction": "article-0"},
+        {"id": "side", "baselineAction": "article-1"},
+    ]
+    _, multi, _ = api.call(
+        "POST", f"{PREVIEW}/multislot/rank", {"actions": ACTIONS, "slots": slots}
+    )
+    rewards = {"reward": [{"slotId": "side", "value": 1.0}, {"slotId": "nowhere", "value": 1.0}]}
+    path = f"{PREVIEW}/multislot/events/{multi['eventId']}/reward"
+    assert api.call("POST", path, rewards)[0] == 204
+    assert deliver_all(aws) == []
+    first = decision_store.get(tenant.tenant, single["eventId"]).record
+    assert [(r.item_id, r.type, r.value) for r in first.rewards] == [
+        (single["rewardActionId"], "reward", 0.5)
+    ]
+    second = decision_store.get(tenant.tenant, multi["eventId"]).record
+    assert [r.item_id for r in second.rewards] == [multi["slots"][1]["rewardActionId"]]
+
+
+@pytest.mark.parametrize("value", [1.5, -1.01, "1", None])
+def test_a_reward_outside_minus_one_to_one_is_400(api: PersonalizerApi, value: Any) -> None:
+    event = rank(api)["eventId"]
+    answer = api.call("POST", f"{V1}/events/{event}/reward", {"value": value})
+    assert error_of(answer) == (400, "InvalidRewardRequest", "value")
+
+
+def test_a_deferred_event_is_activated_and_an_unknown_one_is_404(
+    api: PersonalizerApi, tenant: NewKey
+) -> None:
+    event = rank(api, deferActivation=True)["eventId"]
+    assert decision_store.status(tenant.tenant, event)["activated"] is False
+    assert api.call("POST", f"{V1}/events/{event}/activate")[0] == 204
+    assert decision_store.status(tenant.tenant, event)["activated"] is True
+    assert error_of(api.call("POST", f"{V1}/events/nope/activate"))[:2] == (404, "ResourceNotFound")
+
+
+# ----------------------------------------------------------------------- configuration
+
+
+def test_service_configuration_round_trips_onto_the_policy_spec(
+    api: PersonalizerApi, tenant: NewKey
+) -> None:
+    sent = {
+        **CONFIG,
+        "rewardWaitTime": "PT4H",
+        "explorationPercentage": 0.05,
+        "defaultReward": -0.5,
+    }
+    status, answer, _ = api.call("PUT", f"{PREVIEW}/configurations/service", sent)
+    assert status == 200, answer
+    _, read, _ = api.call("GET", f"{V1}/configurations/service")
+    assert {key: read[key] for key in sent} == sent
+    assert read["learningMode"] == "Online" and read["lastConfigurationEditDate"].endswith("Z")
+    spec = policy_store.get(tenant.tenant, "personalizer").spec
+    assert spec.rewards.wait_seconds == 4 * 3600 and spec.rewards.default == -0.5
+    assert spec.budget_for("all") == 0.05 and spec.rewards.aggregation == "earliest"
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "target", "status"),
+    [
+        ({"rewardWaitTime": "P1M"}, "InvalidRewardWaitTime", "rewardWaitTime", 400),
+        ({"rewardWaitTime": "PT1S"}, "InvalidRewardWaitTime", "rewardWaitTime", 400),
+        ({"logRetentionDays": 0}, "InvalidLogRetentionDays", "logRetentionDays", 400),
+        ({"modelRetrainDays": 8}, "InvalidModelRetrainDays", "modelRetrainDays", 400),
+        ({"rewardAggregation": "average"}, "InvalidServiceConfiguration", "rewardAggregation", 400),
+        (
+            {"explorationPercentage": 1.5},
+            "InvalidServiceConfiguration",
+            "explorationPercentage",
+            400,
+        ),
+        ({"learningMode": "Apprentice"}, "OperationNotAllowed", None, 501),
+        ({"isAutoOptimizationEnabled": True}, "OperationNotAllowed", None, 501),
+    ],
+)
+def test_a_refused_service_configuration_changes_nothing(
+    api: PersonalizerApi,
+    tenant: NewKey,
+    *,
+    change: dict[str, Any],
+    code: str,
+    target: str | None,
+    status: int,
+) -> None:
+    before = policy_store.get(tenant.tenant, "personalizer")
+    answer = api.call("PUT", f"{V1}/configurations/service", {**CONFIG, **change})
+    assert error_of(answer) == (status, code, target)
+    assert policy_store.get(tenant.tenant, "personalizer").spec_version == before.spec_version
+
+
+def test_policy_arguments_become_the_specs_vw_arguments_and_reset_restores_the_defaults(
+    api: PersonalizerApi, tenant: NewKey
+) -> None:
+    sent = {
+        "name": "tuned",
+        "arguments": "--cb_explore_adf --epsilon 0.1 --cb_type mtr -q :: -l 0.05",
+    }
+    status, answer, _ = api.call("PUT", f"{V1}/configurations/policy", sent)
+    assert status == 200, answer
+    assert answer == {
+        "name": "tuned",
+        "arguments": "--cb_explore_adf --epsilon 0.1 --cb_type mtr -q CI -l 0.05",
+    }
+    assert api.call("GET", f"{V1}/configurations/policy")[1] == answer
+    stored = policy_store.get(tenant.tenant, "personalizer")
+    assert stored.spec.vw_args() == ["--cb_type", "mtr", "-q", "CI", "-l", "0.05"]
+    assert stored.spec.exploration.budget == 0.1 and stored.head_version == 1  # a fresh model
+    squarecb = {"name": "sq", "arguments": "--cb_explore_adf --squarecb --gamma_scale 20"}
+    assert api.call("PUT", f"{V1}/configurations/policy", squarecb)[0] == 200
+    assert policy_store.get(tenant.tenant, "personalizer").spec.exploration.squarecb_gamma == 20
+    _, reset, _ = api.call("DELETE", f"{V1}/configurations/policy")
+    assert reset["arguments"] == (
+        "--cb_explore_adf --epsilon 0.2 --cb_type dm -q CI --learning_rate 0.1"
+    )
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    ["--cb_explore_adf -d /etc/passwd", "--cb_type nope", "--epsilon x", "--bag 99", "'unclosed"],
+)
+def test_policy_arguments_outside_the_allowlist_are_refused_naming_them(
+    api: PersonalizerApi, tenant: NewKey, arguments: str
+) -> None:
+    before = policy_store.get(tenant.tenant, "personalizer")
+    answer = api.call("PUT", f"{V1}/configurations/policy", {"name": "x", "arguments": arguments})
+    assert error_of(answer) == (400, "InvalidPolicyConfiguration", "arguments")
+    assert policy_store.get(tenant.tenant, "personalizer") == before
+
+
+def test_a_key_bound_to_a_new_policy_creates_it_from_personalizers_defaults(
+    api: PersonalizerApi, tenant: NewKey
+) -> None:
+    bound = create_key(tenant.tenant, {"rank", "reward", "admin"}, policy="shop-home")
+    status, answer, _ = api.call("GET", f"{V1}/configurations/service", api_key=bound.api_key)
+    assert status == 200, answer
+    assert (answer["rewardWaitTime"], answer["explorationPercentage"]) == ("PT10M", 0.2)
+    assert policy_store.get(tenant.tenant, "shop-home").spec.rewards.types == {"reward": 1.0}
+
+
+# ------------------------------------------------------------------------- model and logs
+
+
+def test_model_export_import_and_reset_are_model_versions(
+    aws: dict[str, str], api: PersonalizerApi, tenant: NewKey
+) -> None:
+    event = rank(api)
+    api.call("POST", f"{V1}/events/{event['eventId']}/reward", {"value": 1.0})
+    status, blob, headers = api.call("GET", f"{V1}/model")
+    assert status == 200 and headers["Content-Type"] == "application/octet-stream"
+    assert blob.startswith(b"SERENDIP")
+    answer = api.call("PUT", f"{PREVIEW}/model", blob, content_type="application/octet-stream")
+    assert answer[0] == 204, answer
+    assert api.call("DELETE", f"{V1}/model")[0] == 204
+    versions = model_store.versions(tenant.tenant, "personalizer")
+    assert [v.version for v in versions] == [2, 1]
+    _, properties, _ = api.call("GET", f"{V1}/model/properties")
+    assert properties["serendip"]["modelVersion"] == 2
+    garbage = api.call(
+        "PUT", f"{PREVIEW}/model", b"\x00not a model", content_type="application/octet-stream"
+    )
+    assert error_of(garbage) == (400, "InvalidModelImportFormat", "body")
+    _, logs, _ = api.call("GET", f"{V1}/logs/properties")
+    assert logs["dateRange"]["from"] <= logs["dateRange"]["to"]
+    assert error_of(api.call("DELETE", f"{V1}/logs"))[:2] == (501, "OperationNotAllowed")
+
+
+# ---------------------------------------------------------------------------- evaluations
+
+
+def _closed_traffic(api: PersonalizerApi, aws: dict[str, str], rounds: int) -> float:
+    """Rank ``rounds`` times, rewarding article-0 only; returns the observed mean reward."""
+    earned = 0.0
+    for _ in range(rounds):
+        answer = rank(api)
+        value = 1.0 if answer["rewardActionId"] == "article-0" else 0.0
+        earned += value
+        api.call("POST", f"{V1}/events/{answer['eventId']}/reward", {"value": value})
+    assert deliver_all(aws) == []
+    return earned / rounds
+
+
+def test_an_evaluation_estimates_online_baseline_random_and_custom_settings(
+    aws: dict[str, str], api: PersonalizerApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    observed = _closed_traffic(api, aws, 60)
+    later = types.SimpleNamespace(time=lambda: time.time() + 3_600)
+    monkeypatch.setattr(evaluations, "time", later)
+    contract = {
+        "name": "first",
+        "startTime": "2000-01-01T00:00:00Z",
+        "endTime": "2100-01-01T00:00:00Z",
+        "policies": [{"name": "greedy", "arguments": "--cb_explore_adf --epsilon 0.0 -q ::"}],
+    }
+    assert api.call("PUT", f"{PREVIEW}/evaluations/e-1", contract)[0] == 200
+    status, got, _ = api.call(
+        "GET",
+        f"{PREVIEW}/evaluations/e-1",
+        query="startTime=2000-01-01T00:00:00Z&endTime=2100-01-01T00:00:00Z",
+    )
+    assert status == 200, got
+    results = {r["name"]: r for r in got["content"]["value"]}
+    assert set(results) == {"Online", "Baseline", "Random", "greedy"}
+    assert results["Online"]["summary"]["expectedReward"] == pytest.approx(observed)
+    # The baseline is article-0 (the first action), the only rewarded one
+    assert results["Baseline"]["summary"]["expectedReward"] == pytest.approx(1.0)
+    low, high = results["Random"]["summary"]["confidenceInterval"]
+    assert low <= 1 / 6 <= high
+    assert got["status"] == "Succeeded" and got["optimalPolicy"] in results
+    v1 = api.call("GET", f"{V1}/evaluations/e-1")[1]
+    online = next(p for p in v1["policyResults"] if p["name"] == "Online")["totalSummary"]
+    assert online["ipsEstimatorNumerator"] / online["snipsEstimatorDenominator"] == pytest.approx(
+        observed
+    )
+    assert error_of(api.call("PUT", f"{PREVIEW}/evaluations/e-1", contract))[:2] == (
+        409,
+        "EvaluationAlreadyExists",
+    )
+    listed = api.call("GET", f"{PREVIEW}/evaluations", query="maxpagesize=1")[1]
+    assert [e["id"] for e in listed["value"]] == ["e-1"] and "nextLink" not in listed
+    assert api.call("DELETE", f"{PREVIEW}/evaluations/e-1")[0] == 204
+    assert error_of(api.call("GET", f"{V1}/evaluations/e-1"))[:2] == (404, "EvaluationNotFound")
+
+
+def test_an_evaluation_of_an_empty_range_or_too_many_events_is_refused(
+    aws: dict[str, str], api: PersonalizerApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contract = {"name": "e", "startTime": "2000-01-01T00:00:00Z", "endTime": "2000-01-02T00:00:00Z"}
+    assert error_of(api.call("POST", f"{V1}/evaluations", contract))[:2] == (
+        400,
+        "NoLogsExistInDateRange",
+    )
+    _closed_traffic(api, aws, 12)
+    monkeypatch.setattr(
+        evaluations, "time", types.SimpleNamespace(time=lambda: time.time() + 3_600)
+    )
+    monkeypatch.setattr(evaluations, "MAX_REPLAYS", 10)
+    wide = {**contract, "endTime": "2100-01-01T00:00:00Z"}
+    assert error_of(api.call("POST", f"{V1}/evaluations", wide))[:2] == (
+        400,
+        "LogsSizeExceedAllowedLimit",
+    )
