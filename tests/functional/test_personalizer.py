@@ -464,3 +464,21 @@ def test_an_evaluation_of_an_empty_range_or_too_many_events_is_refused(
         400,
         "LogsSizeExceedAllowedLimit",
     )
+
+
+def test_another_tenants_events_are_not_found_and_its_event_ids_do_not_collide(
+    aws: dict[str, str], api: PersonalizerApi, tenant: NewKey, other_tenant: NewKey
+) -> None:
+    mine = rank(api, eventId="shared-id", deferActivation=True)
+    theirs = PersonalizerApi(lambda_handler, other_tenant.api_key)
+    assert error_of(theirs.call("POST", f"{V1}/events/shared-id/activate"))[:2] == (
+        404,
+        "ResourceNotFound",
+    )
+    assert theirs.call("POST", f"{V1}/events/shared-id/reward", {"value": 1.0})[0] == 204
+    assert deliver_all(aws) == []
+    assert decision_store.get(tenant.tenant, "shared-id").record.rewards == []
+    # The same event id is free in the other tenant, and names its own decision there
+    assert rank(theirs, eventId="shared-id", actions=ACTIONS[:2])["eventId"] == "shared-id"
+    assert len(decision_store.get(other_tenant.tenant, "shared-id").record.candidates) == 2
+    assert decision_store.status(tenant.tenant, mine["eventId"])["activated"] is False
