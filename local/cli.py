@@ -9,6 +9,7 @@
 - ``serendip keys revoke``: revoke a key (by its hash or the key itself) at once.
 - ``serendip export`` / ``serendip evaluate``: the decision log out, and offline evaluation.
 - ``serendip report``: an HTML page of plots and metrics from an exported decision log.
+- ``serendip personalizer import``: Azure Personalizer's exported logs, converted or learned.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from local.keys_cli import add_parser as add_keys_parser
 from local.keys_cli import keys_command
 from local.logs_cli import add_parsers as add_log_parsers
 from local.logs_cli import evaluate_command, export
+from local.personalizer_cli import add_parser as add_personalizer_parser
+from local.personalizer_cli import personalizer_command
 from local.report_cli import DEFAULT_REPORT, report_command
 from local.report_cli import add_parser as add_report_parser
 from local.serve_cli import serve, worker_count
@@ -176,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_events_parser(commands)
     add_log_parsers(commands)
     add_report_parser(commands)
+    add_personalizer_parser(commands)
     return parser
 
 
@@ -212,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return dlq_command(args)
     if args.command == "events":
         return events_command(args)
+    if args.command == "personalizer":
+        return personalizer_command(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import types
 from typing import Any
@@ -482,3 +483,40 @@ def test_another_tenants_events_are_not_found_and_its_event_ids_do_not_collide(
     assert rank(theirs, eventId="shared-id", actions=ACTIONS[:2])["eventId"] == "shared-id"
     assert len(decision_store.get(other_tenant.tenant, "shared-id").record.candidates) == 2
     assert decision_store.status(tenant.tenant, mine["eventId"])["activated"] is False
+
+
+def test_personalizers_exported_log_warms_the_policy_through_the_cli(
+    api: PersonalizerApi,
+    tenant: NewKey,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from local.cli import main
+    from tests.unit.test_dsjson import _uniform_log
+
+    monkeypatch.setenv("SERENDIP_STATE_DIR", str(tmp_path))  # no local stack: moto's tables
+    logs = tmp_path / "personalizer.dsjson"
+    logs.write_text("\n".join(json.dumps(line) for line in _uniform_log(600)) + "\n")
+    out = tmp_path / "decisions.jsonl"
+    argv = ["personalizer", "import", "--logs", str(logs), "--out", str(out), "--warm"]
+    assert main([*argv, "--tenant", tenant.tenant, "--policy", "from-azure"]) == 0
+    assert "learned 600 events into acme/from-azure" in capsys.readouterr().err
+    assert len(out.read_text().splitlines()) == 600
+    assert [v.version for v in model_store.versions(tenant.tenant, "from-azure")] == [1]
+    # The warmed policy serves the preference at once through the Personalizer API
+    bound = create_key(tenant.tenant, {"rank", "reward", "admin"}, policy="from-azure")
+    foods = [
+        {"id": tag, "features": [{"food": {"kind": tag}}]} for tag in ("pasta", "salad", "soup")
+    ]
+    for meal, best in (("dinner", "pasta"), ("lunch", "salad")):
+        status, answer, _ = api.call(
+            "POST",
+            f"{V1}/rank",
+            {"contextFeatures": [{"meal": {"name": meal}}], "actions": foods},
+            api_key=bound.api_key,
+        )
+        assert status == 201, answer
+        assert answer["ranking"][0]["id"] == best or answer["serendip"]["explored"] == [True]
+        top = max(answer["ranking"], key=lambda a: a["probability"])
+        assert top["id"] == best and top["probability"] >= 0.6  # the budget paces the rest
