@@ -100,6 +100,7 @@ def test_an_event_id_used_before_is_refused_and_the_first_decision_stays(
         ({"actions": [{"id": "a"}], "excludedActions": ["a"]}, "excludedActions"),
         ({"actions": [{"id": "x" * 257}]}, "actions[0].id"),
         ({"actions": [{"id": "a"}], "eventId": "e" * 257}, "eventId"),
+        ({"actions": [{"id": "a"}], "eventId": "a/b"}, "eventId"),  # no URL could name it
         ({"actions": [{"id": "a", "features": [3]}]}, "actions[0].features[0]"),
         ({"actions": [{"id": "a"}], "contextFeatures": [{"n": float("nan")}]}, "contextFeatures.n"),
         ({"actions": [{"id": f"a{i}"} for i in range(1001)]}, "actions"),

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from functions.common.api_models import ID_PATTERN, MAX_CANDIDATES, MAX_SLATE
 
+# An event id is named in reward and activate URLs: no "/" (it would split the path).
+EVENT_ID_PATTERN = r"^[^\x00-\x1f/]{1,256}$"
 MAX_ACTIONS = MAX_CANDIDATES
 MAX_SLOTS = MAX_SLATE
 FeatureList = list[Any]
@@ -37,7 +39,7 @@ class RankRequest(_Body):
     contextFeatures: FeatureList | None = Field(None, max_length=1000)  # noqa: N815
     actions: list[RankableAction] = Field(min_length=1, max_length=MAX_ACTIONS)
     excludedActions: list[str] | None = Field(None, max_length=MAX_ACTIONS)  # noqa: N815
-    eventId: str | None = Field(None, pattern=ID_PATTERN)  # noqa: N815
+    eventId: str | None = Field(None, pattern=EVENT_ID_PATTERN)  # noqa: N815
     deferActivation: bool | None = False  # noqa: N815
 
 
@@ -56,7 +58,7 @@ class MultiSlotRankRequest(_Body):
     contextFeatures: FeatureList | None = Field(None, max_length=1000)  # noqa: N815
     actions: list[RankableAction] = Field(min_length=1, max_length=MAX_ACTIONS)
     slots: list[SlotRequest] = Field(min_length=1, max_length=MAX_SLOTS)
-    eventId: str | None = Field(None, pattern=ID_PATTERN)  # noqa: N815
+    eventId: str | None = Field(None, pattern=EVENT_ID_PATTERN)  # noqa: N815
     deferActivation: bool | None = False  # noqa: N815
 
 
