@@ -16,7 +16,7 @@ from benchmarks.bakeoff import ENCODINGS, bakeoff, run_count
 from benchmarks.cold_start import MODEL_SIZES, cold_start, stored_models
 from benchmarks.core_speed import QUICK_RANK_SIZES, RANK_SIZES, learning_throughput, rank_sizes
 from benchmarks.estimator_coverage import coverage
-from benchmarks.handler_speed import rank_handler_latency
+from benchmarks.handler_speed import personalizer_rank_latency, rank_handler_latency
 from benchmarks.http_speed import http_rank_latency
 from benchmarks.learner_speed import learner_bench
 from benchmarks.learning_loop import learning_loop_bench
@@ -164,8 +164,18 @@ def main(argv: list[str] | None = None) -> int:
             progress=_note,
         ),
     )
-    steps.begin("rank handler on moto", f"rank handler on moto: {min(calls, 500):,} calls")
-    save("handler_speed", {"rank_handler_moto": rank_handler_latency(calls=min(calls, 500))})
+    steps.begin(
+        "rank handler on moto",
+        f"rank handler on moto: {min(calls, 500):,} calls; the Personalizer API's rank against "
+        "/v1 rank",
+    )
+    save(
+        "handler_speed",
+        {
+            "rank_handler_moto": rank_handler_latency(calls=min(calls, 500)),
+            "personalizer_vs_v1": personalizer_rank_latency(calls=min(calls, 300)),
+        },
+    )
     http_calls = 10 if quick else 200
     steps.begin("rank over HTTP", f"rank over HTTP on the local stack: {http_calls:,} calls a way")
     save(

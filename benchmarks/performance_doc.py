@@ -211,6 +211,17 @@ def _handler(results: Results) -> list[str]:
         ]
     for label, row, calls in rows:
         lines.append(_latency_row(label, row, _ratio(row["p50_ms"], base), f"{calls:,}"))
+    if handler and (front := handler.get("personalizer_vs_v1")):
+        mine, base_row = front["personalizer"], front["v1"]
+        ratio = _ratio(mine["p50_ms"], base_row["p50_ms"])
+        lines += [
+            "",
+            f"The Personalizer API's rank against `/v1` rank of the same one-slot decision "
+            f"({front['actions']} actions, the `personalizer` policy, interleaved in one moto, "
+            f"{front['calls']:,} calls each): p50 {mine['p50_ms']:.2f} ms vs "
+            f"{base_row['p50_ms']:.2f} ms ({ratio}), p95 {mine['p95_ms']:.2f} ms vs "
+            f"{base_row['p95_ms']:.2f} ms.",
+        ]
     if handler and http:
         in_process = handler["rank_handler_moto"]["rank"]["p50_ms"]
         direct = http["direct"]["p50_ms"]
