@@ -186,6 +186,9 @@ class RewardSpec(_Frozen):
     default: float = Field(0.0, ge=-1e6, le=1e6)
     wait_seconds: int = Field(600, ge=1, le=7 * 86400)
     max_reward: float | None = Field(None, gt=0.0)
+    # Close an event once every shown slot has a reward; false: only at a ``final`` reward or
+    # the end of the wait, so that ``sum`` and ``max`` see every reward posted within it.
+    close_early: bool = True
 
     @field_validator("types")
     @classmethod

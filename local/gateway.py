@@ -166,6 +166,10 @@ class Gateway:
                     405, "method_not_allowed", detail, [("Allow", ", ".join(allowed))]
                 )
             return error_reply(404, "not_found", f"no route for {method} {path}")
+        # API Gateway sets X-Forwarded-Proto itself ("https" there), so links a function
+        # builds from it (the Personalizer API's nextLink) point back at this plain-HTTP server.
+        headers = [(n, v) for n, v in headers if n.lower() != "x-forwarded-proto"]
+        headers.append(("X-Forwarded-Proto", "http"))
         event = proxy_event(
             method,
             path,

@@ -128,7 +128,8 @@ def is_closed(
     *,
     late_ids: frozenset[int] = frozenset(),
 ) -> bool:
-    """An event closes when a final reward came, every slot has a reward, or its wait is over.
+    """An event closes when a final reward came, every slot has a reward (unless the spec
+    does not ``close_early``), or its wait is over.
 
     Only rewards that ``counts`` close an event: a far-future timestamp or an unknown type
     closes nothing. ``late_ids`` are indices of rewards flagged late.
@@ -142,7 +143,7 @@ def is_closed(
         if reward.final:
             return True
         rewarded.add(reward.item_id)
-    return bool(shown) and rewarded.issuperset(shown)
+    return spec.close_early and bool(shown) and rewarded.issuperset(shown)
 
 
 def window_spec(record: DecisionRecord, spec: RewardSpec) -> RewardSpec:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bandit.evaluate.replay import slot_probabilities
+from bandit.learn.rewards import record_outcome
 from bandit.serve.ranker import Ranker
 from functions.common import decision_store, model_store, policy_store
 from functions.common.auth import NewKey, create_key
@@ -521,3 +522,26 @@ def test_personalizers_exported_log_warms_the_policy_through_the_cli(
         assert answer["ranking"][0]["id"] == best or answer["serendip"]["explored"] == [True]
         top = max(answer["ranking"], key=lambda a: a["probability"])
         assert top["id"] == best and top["probability"] >= 0.6  # the budget paces the rest
+
+
+@pytest.mark.parametrize(("aggregation", "learned"), [("sum", 1.0), ("earliest", 0.5)])
+def test_rewards_aggregate_as_the_service_configuration_says(
+    aws: dict[str, str], api: PersonalizerApi, tenant: NewKey, aggregation: str, learned: float
+) -> None:
+    config = {**CONFIG, "rewardAggregation": aggregation}
+    assert api.call("PUT", f"{V1}/configurations/service", config)[0] == 200
+    event = rank(api)
+    path = f"{V1}/events/{event['eventId']}/reward"
+    for _ in range(2):
+        assert api.call("POST", path, {"value": 0.5})[0] == 204
+        assert deliver_all(aws) == []
+    state = decision_store.status(tenant.tenant, event["eventId"])
+    record = decision_store.get(tenant.tenant, event["eventId"]).record
+    spec = policy_store.get(tenant.tenant, "personalizer").spec
+    if aggregation == "sum":
+        # Personalizer waited out rewardWaitTime: both posts count, the event is still open
+        assert (state["status"], state["rewards"], state["late_rewards"]) == ("open", 2, 0)
+    else:
+        # The earliest reward decides: it closed the event, the second came late
+        assert state["learned_version"] is not None and state["late_rewards"] == 1
+    assert record_outcome(record, spec.rewards).per_item[event["rewardActionId"]] == learned

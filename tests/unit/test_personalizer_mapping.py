@@ -125,7 +125,11 @@ def test_arguments_the_allowlist_refuses_are_personalizers_400(arguments: str) -
 @settings(max_examples=60)
 @given(
     st.lists(
-        st.tuples(st.floats(0.01, 1.0), st.floats(0.0, 1.0), st.sampled_from([0.0, 0.5, 1.0])),
+        st.tuples(
+            st.floats(0.01, 1.0),
+            st.one_of(st.just(0.0), st.floats(1e-6, 1.0)),  # probabilities, as policies give
+            st.sampled_from([0.0, 0.5, 1.0]),
+        ),
         min_size=2,
         max_size=40,
     ),

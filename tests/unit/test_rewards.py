@@ -193,6 +193,15 @@ def test_event_with_every_slot_rewarded_is_closed() -> None:
     assert is_closed(SHOWN, rewards, DECIDED_AT, now=1013.0, spec=spec())
 
 
+def test_a_spec_that_does_not_close_early_waits_for_a_final_reward_or_the_wait() -> None:
+    waiting = spec().model_copy(update={"close_early": False})
+    rewards = [reward(item, "click", 1010.0) for item in SHOWN]
+    assert not is_closed(SHOWN, rewards, DECIDED_AT, now=1013.0, spec=waiting)
+    assert is_closed(SHOWN, rewards, DECIDED_AT, now=DECIDED_AT + WAIT, spec=waiting)
+    final = [*rewards, reward("a", "purchase", 1011.0, final=True)]
+    assert is_closed(SHOWN, final, DECIDED_AT, now=1013.0, spec=waiting)
+
+
 def test_event_is_closed_once_the_wait_is_over() -> None:
     assert not is_closed(SHOWN, [], DECIDED_AT, now=DECIDED_AT + WAIT - 1, spec=spec())
     assert is_closed(SHOWN, [], DECIDED_AT, now=DECIDED_AT + WAIT, spec=spec())

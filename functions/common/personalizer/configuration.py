@@ -120,6 +120,9 @@ def put_service(principal: Principal, body: ServiceConfiguration) -> dict[str, A
                         "wait_seconds": round(wait),
                         "default": body.defaultReward,
                         "aggregation": aggregation,
+                        # Personalizer waited out rewardWaitTime to sum (or take the max of)
+                        # every reward; the earliest one may close the event at once.
+                        "close_early": aggregation == "earliest",
                         "types": {**spec.rewards.types, REWARD_TYPE: 1.0},
                     }
                 ),

@@ -55,6 +55,7 @@ MAX_REPLAYS = 20_000  # events x learning settings replayed within one request
 INTERVALS = (5, 60, 360, 720, 1440)  # minutes, as Personalizer allowed
 MAX_BUCKETS = 200  # kept per setting (so an evaluation fits one item): the finest interval within
 Z = NormalDist().inv_cdf(0.975)
+MIN_WEIGHT = 1e-100
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,12 @@ class Sums:
 
     @classmethod
     def of(cls, weights: np.ndarray, rewards: np.ndarray) -> Sums:
-        """The sums over events with importance ``weights`` and ``rewards``."""
+        """The sums over events with importance ``weights`` and ``rewards``.
+
+        A weight below ``MIN_WEIGHT`` counts as 0: its square would underflow, and a target
+        probability that small is a policy that never takes the logged action.
+        """
+        weights = np.where(weights < MIN_WEIGHT, 0.0, weights)
         w2 = weights * weights
         return cls(
             float(len(weights)),
@@ -98,9 +104,14 @@ class Sums:
         value = self.wr / self.w
         if self.n < 2:
             return value, -math.inf, math.inf
-        squares = (self.n / self.w) ** 2 * (
-            self.w2r2 - 2.0 * value * self.w2r + value * value * self.w2
+        # (n / W)^2 * sum w^2 (r - v)^2, each part divided by W twice first: sum w^2 <= W^2,
+        # so nothing overflows however small the weights are
+        spread = (
+            self.w2r2 / self.w / self.w
+            - 2.0 * value * (self.w2r / self.w / self.w)
+            + value * value * (self.w2 / self.w / self.w)
         )
+        squares = self.n * self.n * spread
         half = Z * math.sqrt(max(squares, 0.0) / (self.n - 1)) / math.sqrt(self.n)
         return value, value - half, value + half
 

@@ -102,21 +102,27 @@ def rank(service: RankService, principal: Principal, body: RankRequest) -> dict[
     )
     chosen = result.slots[0].item_id
     return {
-        "ranking": _ranking(result, chosen),
+        "ranking": _ranking(result, chosen, set(excluded)),
         "eventId": answer["event_id"],
         "rewardActionId": chosen,
         "serendip": _extras(answer),
     }
 
 
-def _ranking(result: RankResult, chosen: str) -> list[dict[str, Any]]:
+def _ranking(result: RankResult, chosen: str, excluded: set[str]) -> list[dict[str, Any]]:
     """Every action with its probability for the slot: the chosen first, then by probability
-    (ties in request order), those with probability 0 (the excluded) last."""
+    (ties in request order), the excluded last (with probability 0, as may be allowed actions
+    when the budget gives this rank no exploration)."""
     candidates = result.request.candidates
     distribution = result.distributions[0]
     order = sorted(
         range(len(candidates)),
-        key=lambda i: (candidates[i].id != chosen, -float(distribution[i]), i),
+        key=lambda i: (
+            candidates[i].id != chosen,
+            candidates[i].id in excluded,
+            -float(distribution[i]),
+            i,
+        ),
     )
     return [{"id": candidates[i].id, "probability": float(distribution[i])} for i in order]
 
