@@ -12,7 +12,7 @@ is seen when its position was reported or its item got a reward before the event
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -141,6 +141,9 @@ class DecisionRecord(_Record):
     slot_ids: list[str] | None = None
     # What the app would have shown at each position without the policy, where it said.
     baseline: list[str] | None = None
+    # Features of each position, in position order (multi-slot requests that gave some): the
+    # slot is scored with them as the context's ``_slot`` namespace (``slot_context``).
+    slot_features: list[dict[str, Any]] | None = None
 
     def shown_ids(self) -> list[str]:
         """Item ids of the slate in position order."""
@@ -176,6 +179,25 @@ class DecisionRecord(_Record):
     def late_reward_indices(self) -> frozenset[int]:
         """Indices of the rewards flagged late (posted after the event closed)."""
         return frozenset(i for i, reward in enumerate(self.rewards) if reward.late)
+
+
+SLOT_KEY = "_slot"
+
+
+def slot_context(
+    context: Mapping[str, Any], slot_features: Sequence[Mapping[str, Any]] | None, position: int
+) -> Mapping[str, Any]:
+    """The context a slot is scored and learned with: the request's, plus the 1-based
+    ``position``'s own features under ``_slot`` when the request gave slot features.
+
+    >>> slot_context({"u": 1}, [{"size": "big"}, {}], 1)
+    {'u': 1, '_slot': {'size': 'big'}}
+    >>> slot_context({"u": 1}, None, 1)
+    {'u': 1}
+    """
+    if not slot_features or position > len(slot_features) or not slot_features[position - 1]:
+        return context
+    return {**context, SLOT_KEY: dict(slot_features[position - 1])}
 
 
 def read_jsonl(source: str | Path | IO[str]) -> Iterator[DecisionRecord]:

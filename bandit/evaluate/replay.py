@@ -104,6 +104,7 @@ def slot_probabilities(ranker: Ranker, record: DecisionRecord) -> list[float]:
         record.user_id,
         history=record.history,
         affinities=record.affinities,
+        slot_features=record.slot_features,
     )
     scores = ranker.scores(request, record.segment)
     weights = exploration_weights(
@@ -132,8 +133,13 @@ def slot_probabilities(ranker: Ranker, record: DecisionRecord) -> list[float]:
         if not allowed[pick]:
             probabilities.append(0.0)
         else:
+            slot_scores = (
+                ranker.scores(request, record.segment, slot.position)
+                if record.slot_features
+                else scores
+            )
             _, mixed, _ = slot_distribution(
-                scores,
+                slot_scores,
                 weights,
                 allowed,
                 slot_rate,

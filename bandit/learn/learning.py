@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bandit.decision_log import DecisionRecord
+from bandit.decision_log import DecisionRecord, slot_context
 from bandit.learn.history import history_namespace
 from bandit.learn.rewards import record_outcome
 from bandit.learn.taste_factors import taste_lines
@@ -76,7 +76,8 @@ def slot_examples(record: DecisionRecord, spec: PolicySpec) -> list[SlotExample]
     """The VW examples of a closed event, one per seen slot, in position order."""
     candidates = [c.to_candidate() for c in record.candidates]
     lines = taste_lines(action_lines(candidates), record.affinities)
-    shared = shared_line(record.context, history_namespace(record.history))
+    history = history_namespace(record.history)
+    shared = shared_line(record.context, history)
     index = {candidate.id: i for i, candidate in enumerate(candidates)}
     constraints = constraints_of(record)
     outcome = record_outcome(record, spec.rewards)
@@ -94,9 +95,15 @@ def slot_examples(record: DecisionRecord, spec: PolicySpec) -> list[SlotExample]
         chosen.append(pick)
         if slot.position not in seen:
             continue
+        if record.slot_features:
+            slot_shared = shared_line(
+                slot_context(record.context, record.slot_features, slot.position), history
+            )
+        else:
+            slot_shared = shared
         examples.append(
             SlotExample(
-                shared=shared,
+                shared=slot_shared,
                 actions=[lines[i] for i in allowed],
                 chosen=int(np.searchsorted(allowed, pick)),
                 reward=outcome.per_item[slot.item_id],

@@ -21,6 +21,7 @@ from bandit.decision_log import (
     ExplorationLog,
     LoggedCandidate,
     LoggedSlot,
+    slot_context,
 )
 from bandit.domain import Candidate, Slot
 from bandit.errors import FieldError
@@ -58,6 +59,8 @@ class RankRequest:
     baseline: Sequence[str] | None = None
     # Keep every slot's whole distribution over the candidates (``RankResult.distributions``).
     keep_distributions: bool = False
+    # Each position's own features (multi-slot requests), scored as ``slot_context`` says.
+    slot_features: Sequence[Mapping[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,11 @@ class RankResult:
             wait_seconds=spec.rewards.wait_seconds,
             slot_ids=None if request.slot_ids is None else list(request.slot_ids),
             baseline=None if request.baseline is None else list(request.baseline),
+            slot_features=(
+                None
+                if request.slot_features is None
+                else [dict(features) for features in request.slot_features]
+            ),
         )
 
 
@@ -147,9 +155,11 @@ class Ranker:
         self.clock = clock
         self.lines = lines if lines is not None else ActionLines()
 
-    def scores(self, request: RankRequest, segment: str) -> np.ndarray:
-        """Expected-reward scores of the candidates (model blended with the prior)."""
-        shared = shared_line(request.context, history_namespace(request.history))
+    def scores(self, request: RankRequest, segment: str, position: int = 1) -> np.ndarray:
+        """Expected-reward scores of the candidates (model blended with the prior) for the
+        1-based ``position`` (which matters only when the request has slot features)."""
+        context = slot_context(request.context, request.slot_features, position)
+        shared = shared_line(context, history_namespace(request.history))
         actions = taste_lines(self.lines(request.candidates), request.affinities)
         check_slot_work(self.model.args, shared, actions)
         model_scores = self.model.score(shared, actions)
@@ -192,6 +202,7 @@ class Ranker:
         )
         seed = seed_for(request.event_id)
         distributions: list[np.ndarray] | None = [] if request.keep_distributions else None
+        by_slot = request.slot_features is not None
         draws = sample_slate(
             self.scores(request, segment),
             slate_size=size,
@@ -201,6 +212,9 @@ class Ranker:
             constraints=constraints,
             weights=exploration_weights(candidates, spec.cold_start.new_item, now, self.prior),
             distributions=distributions,
+            scores_at=(lambda position: self.scores(request, segment, position))
+            if by_slot
+            else None,
         )
         explored = sum(d.explored for d in draws)
         spent = self.budget.spend(segment).share

@@ -113,11 +113,14 @@ def sample_slate(
     constraints: SlateConstraints | None = None,
     weights: np.ndarray | None = None,
     distributions: list[np.ndarray] | None = None,
+    scores_at: Callable[[int], np.ndarray] | None = None,
 ) -> list[SlotDraw]:
     """Draw up to ``slate_size`` slots (fewer when the constraints run out of candidates).
 
     When ``distributions`` is given, each slot's whole mixed distribution over the candidates
-    (the one its probability was drawn from) is appended to it, in position order.
+    (the one its probability was drawn from) is appended to it, in position order. With
+    ``scores_at``, position ``k`` draws from ``scores_at(k)`` instead of ``scores`` (slots
+    with features of their own).
 
     >>> rng = np.random.default_rng(0)
     >>> draws = sample_slate(np.array([0.1, 0.9, 0.5]), slate_size=2, rate=0.0,
@@ -135,7 +138,10 @@ def sample_slate(
         if not allowed.any():
             break
         slot_rate = 1.0 if position in constraints.discovery_positions else rate
-        p_explore, mixed, greedy = slot_distribution(scores, weights, allowed, slot_rate, explore)
+        slot_scores = scores if scores_at is None else np.asarray(scores_at(position), float)
+        p_explore, mixed, greedy = slot_distribution(
+            slot_scores, weights, allowed, slot_rate, explore
+        )
         if distributions is not None:
             distributions.append(mixed)
         explored = slot_rate > 0.0 and (slot_rate >= 1.0 or rng.random() < slot_rate)

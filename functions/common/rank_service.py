@@ -194,6 +194,7 @@ class RankService:
                 slot_ids=decision.slot_ids,
                 baseline=decision.baseline,
                 keep_distributions=decision.keep_distributions,
+                slot_features=decision.slot_features,
             )
         )
         record = result.record(spec, cached.version, deferred=decision.defer_activation)

@@ -44,6 +44,7 @@ class Decision:
     slot_ids: Sequence[str] | None = None
     baseline: Sequence[str] | None = None
     keep_distributions: bool = False
+    slot_features: Sequence[Mapping[str, Any]] | None = None
 
 
 def taste_of(

@@ -11,7 +11,7 @@ import pytest
 
 from bandit.evaluate.replay import slot_probabilities
 from bandit.learn.rewards import record_outcome
-from bandit.serve.ranker import Ranker
+from bandit.serve.ranker import Ranker, RankRequest
 from functions.common import decision_store, model_store, policy_store
 from functions.common.auth import NewKey, create_key
 from functions.common.personalizer import evaluations
@@ -545,3 +545,42 @@ def test_rewards_aggregate_as_the_service_configuration_says(
         # The earliest reward decides: it closed the event, the second came late
         assert state["learned_version"] is not None and state["late_rewards"] == 1
     assert record_outcome(record, spec.rewards).per_item[event["rewardActionId"]] == learned
+
+
+def test_slot_features_let_each_slot_learn_what_suits_it(
+    aws: dict[str, str], api: PersonalizerApi, tenant: NewKey
+) -> None:
+    """The hero slot pays for ``video`` only, the side slot for ``text`` only. With the slots'
+    features in each slot's context, the learned model ranks video first for the hero slot and
+    text first for the side slot (without them, one score per action could not differ)."""
+    actions = [{"id": kind, "features": [{"format": {"kind": kind}}]} for kind in ("video", "text")]
+    slots = [
+        {"id": "hero", "baselineAction": "text", "features": [{"size": "large"}]},
+        {"id": "side", "baselineAction": "video", "features": [{"size": "small"}]},
+    ]
+    pays = {"hero": "video", "side": "text"}
+    body = {"contextFeatures": CONTEXT, "actions": actions, "slots": slots}
+    for round_ in range(200):
+        status, answer, _ = api.call("POST", f"{PREVIEW}/multislot/rank", body)
+        assert status == 201, answer
+        chosen = {slot["id"]: slot["rewardActionId"] for slot in answer["slots"]}
+        rewards = [
+            {"slotId": slot, "value": 1.0 if chosen[slot] == pays[slot] else 0.0} for slot in pays
+        ]
+        path = f"{PREVIEW}/multislot/events/{answer['eventId']}/reward"
+        assert api.call("POST", path, {"reward": rewards})[0] == 204
+        if round_ % 20 == 19:
+            assert deliver_all(aws) == []
+    record = decision_store.get(tenant.tenant, answer["eventId"]).record
+    assert record.slot_features == [{"size": "large"}, {"size": "small"}]
+    stored = policy_store.get(tenant.tenant, "personalizer")
+    model = model_store.load(tenant.tenant, "personalizer", stored.head_version)
+    ranker = Ranker(stored.spec, model)
+    request = RankRequest(
+        "probe",
+        record.context,
+        [c.to_candidate() for c in record.candidates],
+        slot_features=record.slot_features,
+    )
+    hero, side = (ranker.scores(request, "all", position) for position in (1, 2))
+    assert hero[0] > hero[1] and side[1] > side[0], (hero, side)

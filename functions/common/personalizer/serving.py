@@ -9,8 +9,8 @@ service, reward queue and activation.
   each slot gets a distinct action, drawn with the exact probability conditional on the slots
   before it (returned as ``probability``, which Personalizer never gave). A slot's
   ``excludedActions`` keep actions out of that slot only; its ``baselineAction`` is logged as
-  the app's own choice. Slot ``features`` are checked and not used: Serendip scores the actions
-  once per request (docs/personalizer.md).
+  the app's own choice; its ``features`` join the context of that slot alone (namespace
+  ``C_slot``), so the policy learns what suits each slot.
 - **Rewards** (in [-1, 1]) go on the reward queue as they are, one per post, for the event's
   first slot or for the named slot; the learner finds the item on the event. Like Personalizer,
   the call answers 204 at once: a reward for an unknown event or slot is counted as an orphan
@@ -134,7 +134,7 @@ def multislot_rank(
     principal.require("rank")
     candidates = _candidates(body.actions)
     ids = {c.id for c in candidates}
-    _check_slots(body, ids)
+    slot_features = _check_slots(body, ids)
     if len(body.slots) > len(candidates):
         detail = f"{len(body.slots)} slots need as many distinct actions; {len(candidates)} given"
         raise FieldError("slots", detail)
@@ -154,6 +154,7 @@ def multislot_rank(
         exclude_at=exclude_at,
         slot_ids=[slot.id for slot in body.slots],
         baseline=[slot.baselineAction for slot in body.slots],
+        slot_features=slot_features if any(slot_features) else None,
     )
     answer, _ = with_policy(
         principal, lambda policy: service.decide(principal.tenant, policy, decision)
@@ -172,9 +173,11 @@ def multislot_rank(
     return {"slots": slots, "eventId": answer["event_id"], "serendip": _extras(answer)}
 
 
-def _check_slots(body: MultiSlotRankRequest, ids: set[str]) -> None:
-    """Personalizer's rules for slots: unique ids, and a unique, offered, allowed baseline."""
+def _check_slots(body: MultiSlotRankRequest, ids: set[str]) -> list[dict[str, Any]]:
+    """Personalizer's rules for slots: unique ids, and a unique, offered, allowed baseline.
+    Returns each slot's features as one object (empty where it gave none)."""
     slot_ids: set[str] = set()
+    features: list[dict[str, Any]] = []
     baselines: set[str] = set()
     for index, slot in enumerate(body.slots):
         field = f"slots[{index}]"
@@ -191,7 +194,8 @@ def _check_slots(body: MultiSlotRankRequest, ids: set[str]) -> None:
         if baseline in (slot.excludedActions or ()):
             raise FieldError(f"{field}.baselineAction", "the baseline action is excluded")
         baselines.add(baseline)
-        _features(slot.features, f"{field}.features")
+        features.append(_features(slot.features, f"{field}.features"))
+    return features
 
 
 def _reward(event_id: str, value: float, **names: Any) -> dict[str, Any]:
