@@ -7,6 +7,7 @@ import io
 import json
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from benchmarks.core_speed import percentiles
@@ -18,6 +19,13 @@ def rank_handler_latency(
     calls: int = 500, candidates: int = 100, slots: int = 10
 ) -> dict[str, Any]:
     """p50/p95/p99 of ``functions.rank.app.lambda_handler`` on in-process moto."""
+    with _in_moto():
+        return _measure(calls, candidates, slots)
+
+
+@contextlib.contextmanager
+def _in_moto() -> Iterator[None]:
+    """In-process moto with bench credentials, quiet Powertools, the environment restored."""
     from moto import mock_aws
 
     saved = dict(os.environ)
@@ -36,7 +44,7 @@ def rank_handler_latency(
     try:
         # Powertools prints EMF metric lines even when publishing is disabled: keep them out.
         with mock_aws(), contextlib.redirect_stdout(io.StringIO()):
-            return _measure(calls, candidates, slots)
+            yield
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -103,27 +111,8 @@ def personalizer_rank_latency(calls: int = 300, actions: int = 50) -> dict[str, 
     one moto, so the ratio is what the front (Personalizer's shapes, feature lists, the full
     distribution) costs over the rank it maps onto.
     """
-    from moto import mock_aws
-
-    saved = dict(os.environ)
-    os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_REGION": "us-east-1",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "POWERTOOLS_LOG_LEVEL": "ERROR",
-        }
-    )
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    try:
-        with mock_aws(), contextlib.redirect_stdout(io.StringIO()):
-            return _measure_personalizer(calls, actions)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    with _in_moto():
+        return _measure_personalizer(calls, actions)
 
 
 def _measure_personalizer(calls: int, actions: int) -> dict[str, Any]:

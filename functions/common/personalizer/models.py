@@ -22,6 +22,7 @@ from functions.common.personalizer import errors as codes
 from functions.common.personalizer.configuration import iso_time
 from functions.common.personalizer.errors import PersonalizerError
 from functions.common.personalizer.resource import stored
+from functions.common.policy_store import StoredPolicy
 
 
 def export(principal: Principal) -> bytes:
@@ -69,11 +70,7 @@ def import_model(principal: Principal, blob: bytes) -> None:
                 f"{' '.join(current.spec.vw_args())} (PUT /configurations/policy first)",
                 target="body",
             )
-        model_store.save(
-            principal.tenant, current.spec.name, model, expected_head=current.head_version
-        )
-    except model_store.HeadMovedError as exc:
-        raise _conflict(current.spec.name) from exc
+        _save_head(principal, current, model)
     finally:
         model.close()
 
@@ -84,13 +81,19 @@ def reset(principal: Principal) -> None:
     current = stored(principal)
     model = build_model(current.spec)
     try:
+        _save_head(principal, current, model)
+    finally:
+        model.close()
+
+
+def _save_head(principal: Principal, current: StoredPolicy, model: VWModel) -> None:
+    """``model`` as the policy's next version; 409 if a learner saved one meanwhile."""
+    try:
         model_store.save(
             principal.tenant, current.spec.name, model, expected_head=current.head_version
         )
     except model_store.HeadMovedError as exc:
         raise _conflict(current.spec.name) from exc
-    finally:
-        model.close()
 
 
 def properties(principal: Principal) -> dict[str, Any]:
