@@ -157,7 +157,12 @@ def test_other_tenants_put_policy_creates_its_own_and_leaves_acmes_alone(
     _, mine, _ = api.call(admin_handler, "GET", f"/v1/policies/{PRIVATE}", resource=POLICY)
     assert (mine["spec_version"], mine["spec"]["exploration"]["budget"]) == (1, 0.05)
     _, listed, _ = other.call(admin_handler, "GET", "/v1/policies")
-    assert [p["name"] for p in listed["policies"]] == ["explore", "for-you", "personalizer", "private"]
+    assert [p["name"] for p in listed["policies"]] == [
+        "explore",
+        "for-you",
+        "personalizer",
+        "private",
+    ]
 
 
 def test_other_tenants_reward_for_acmes_event_is_an_orphan_and_learns_nothing(
