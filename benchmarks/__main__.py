@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         "bakeoff",
         bakeoff(datasets, shuffles=shuffles, progress=_progress("learner runs", runs)),
     )
-    taste_rounds = 400 if quick else 20_000
-    grid_rounds = 200 if quick else GRID_ROUNDS
+    taste_rounds = 200 if quick else 20_000
+    grid_rounds = 100 if quick else GRID_ROUNDS
     steps.begin(
         "taste world",
         f"taste world: every contender on one stream, {taste_rounds:,} rounds (plain VW grid "
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             taste_rounds, grid_rounds=grid_rounds, extra=collaborative_rows(), progress=_note
         ),
     )
-    ablation_rounds = 400 if quick else ABLATION_ROUNDS
+    ablation_rounds = 100 if quick else ABLATION_ROUNDS
     ablation_seeds = (1,) if quick else ABLATION_SEEDS
     steps.begin(
         "for-you ablation",
@@ -159,21 +159,22 @@ def main(argv: list[str] | None = None) -> int:
         "ablation",
         ablation(
             ablation_rounds,
-            400 if quick else ABLATION_NEWS_ROUNDS,
+            100 if quick else ABLATION_NEWS_ROUNDS,
             ablation_seeds,
             progress=_note,
         ),
     )
+    handler_calls = 50 if quick else min(calls, 500)
     steps.begin(
         "rank handler on moto",
-        f"rank handler on moto: {min(calls, 500):,} calls; the Personalizer API's rank against "
+        f"rank handler on moto: {handler_calls:,} calls; the Personalizer API's rank against "
         "/v1 rank",
     )
     save(
         "handler_speed",
         {
-            "rank_handler_moto": rank_handler_latency(calls=min(calls, 500)),
-            "personalizer_vs_v1": personalizer_rank_latency(calls=min(calls, 300)),
+            "rank_handler_moto": rank_handler_latency(calls=handler_calls),
+            "personalizer_vs_v1": personalizer_rank_latency(calls=min(handler_calls, 300)),
         },
     )
     http_calls = 10 if quick else 200
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     save(
         "stack_memory",
-        stack_memory(stack_rounds, window=100 if quick else 1_000, progress=_note),
+        stack_memory(stack_rounds, window=40 if quick else 1_000, progress=_note),
     )
     accepted = 20 if quick else 500
     steps.begin(

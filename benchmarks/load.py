@@ -48,7 +48,7 @@ FINAL_SHARE = 0.3  # of events: closed by the clicks and a ``final`` reward, not
 SPLIT_SHARE = 0.3  # of events closed item by item: reported in two posts, not one
 DRAIN_TIMEOUT_SECONDS = 300.0
 FULL = {"seconds": 60.0, "clients": 16, "candidates": 30}
-QUICK = {"seconds": 5.0, "clients": 4, "candidates": 30}
+QUICK = {"seconds": 2.0, "clients": 4, "candidates": 30}
 TENANT = "load"
 POLICY = "load-for-you"
 
@@ -368,7 +368,7 @@ def load_bench(
 ) -> dict[str, Any]:
     """The load run on a fresh local stack in a fresh interpreter, with its configuration.
 
-    Full: 60 s, 16 clients; quick: 5 s, 4 clients; 30 candidates per rank either way.
+    Full: 60 s, 16 clients; quick: 2 s, 4 clients; 30 candidates per rank either way.
     ``api_workers`` > 1 serves the API from that many worker processes
     (``LocalStack(api_workers=...)``); ``seconds`` overrides the duration.
 

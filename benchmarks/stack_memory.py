@@ -30,7 +30,7 @@ from typing import Any
 from benchmarks.fresh_process import ROOT, child_environment
 
 ROUNDS = 20_000
-QUICK_ROUNDS = 300
+QUICK_ROUNDS = 120
 WINDOW = 1_000
 CANDIDATES = 20
 TENANT = "memory"

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 TOTAL_S = 120.0  # targets: all closed and learned within 2 minutes, close delay p99 <= 60 s
 DELAY_P99_S = 60.0
 FULL = {"interval": 5.0, "poll": 2.0, "deadline": 1.5 * TOTAL_S}
-QUICK = {"interval": 1.0, "poll": 0.5, "deadline": 60.0}
+QUICK = {"interval": 0.5, "poll": 0.2, "deadline": 60.0}
 TEMPLATE_RECORDS = 200  # simulated records, copied under new event ids up to the backlog's size
 STORE_THREADS = 4
 # Once the store stamps ``closed_at``, polls only need to see that none is open: every scan of the

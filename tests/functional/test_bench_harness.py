@@ -76,7 +76,7 @@ def _check_performance(results: Path, doc: str) -> None:
     assert load["rewards"]["accepted"] > 0 and load["rewards"]["lost"] == 0
     _check_learning_loop(json.loads((results / "learning_loop.json").read_text()))
     stack = json.loads((results / "stack_memory.json").read_text())
-    assert [row["rounds"] for row in stack["windows"]] == [100, 200, 300]
+    assert [row["rounds"] for row in stack["windows"]] == [40, 80, 120]
     assert all(row["rss_mb"]["stack"] > 0 and row["rss_mb"]["moto"] > 0 for row in stack["windows"])
     assert set(stack["statuses"]) == {"rank 200", "rewards 202"}
     restart = json.loads((results / "restart_survival.json").read_text())
