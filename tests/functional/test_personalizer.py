@@ -395,22 +395,30 @@ def test_model_export_import_and_reset_are_model_versions(
 # ---------------------------------------------------------------------------- evaluations
 
 
-def _closed_traffic(api: PersonalizerApi, aws: dict[str, str], rounds: int) -> float:
-    """Rank ``rounds`` times, rewarding article-0 only; returns the observed mean reward."""
-    earned = 0.0
+def _closed_traffic(
+    api: PersonalizerApi, aws: dict[str, str], rounds: int
+) -> list[tuple[float, float]]:
+    """Rank ``rounds`` times, rewarding article-0 only; returns (reward, logged probability)s."""
+    logged = []
     for _ in range(rounds):
         answer = rank(api)
         value = 1.0 if answer["rewardActionId"] == "article-0" else 0.0
-        earned += value
+        logged.append((value, answer["ranking"][0]["probability"]))
         api.call("POST", f"{V1}/events/{answer['eventId']}/reward", {"value": value})
     assert deliver_all(aws) == []
-    return earned / rounds
+    return logged
 
 
 def test_an_evaluation_estimates_online_baseline_random_and_custom_settings(
     aws: dict[str, str], api: PersonalizerApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    observed = _closed_traffic(api, aws, 60)
+    logged = _closed_traffic(api, aws, 60)
+    observed = sum(value for value, _ in logged) / len(logged)
+    # SNIPS of a uniform draw over the six actions, from the logged probabilities
+    weights = [(1 / len(ACTIONS)) / probability for _, probability in logged]
+    random_snips = sum(w * value for w, (value, _) in zip(weights, logged, strict=True)) / sum(
+        weights
+    )
     later = types.SimpleNamespace(time=lambda: time.time() + 3_600)
     monkeypatch.setattr(evaluations, "time", later)
     contract = {
@@ -431,8 +439,9 @@ def test_an_evaluation_estimates_online_baseline_random_and_custom_settings(
     assert results["Online"]["summary"]["expectedReward"] == pytest.approx(observed)
     # The baseline is article-0 (the first action), the only rewarded one
     assert results["Baseline"]["summary"]["expectedReward"] == pytest.approx(1.0)
+    assert results["Random"]["summary"]["expectedReward"] == pytest.approx(random_snips)
     low, high = results["Random"]["summary"]["confidenceInterval"]
-    assert low <= 1 / 6 <= high
+    assert low <= random_snips <= high
     assert got["status"] == "Succeeded" and got["optimalPolicy"] in results
     v1 = api.call("GET", f"{V1}/evaluations/e-1")[1]
     online = next(p for p in v1["policyResults"] if p["name"] == "Online")["totalSummary"]
