@@ -141,6 +141,9 @@ class DecisionRecord(_Record):
     slot_ids: list[str] | None = None
     # What the app would have shown at each position without the policy, where it said.
     baseline: list[str] | None = None
+    # The model's own best first-slot candidate when the decision was made (what it would have
+    # exploited there): with ``baseline``, how often the model agrees with the app.
+    model_choice: str | None = None
     # Features of each position, in position order (multi-slot requests that gave some): the
     # slot is scored with them as the context's ``_slot`` namespace (``slot_context``).
     slot_features: list[dict[str, Any]] | None = None

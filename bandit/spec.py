@@ -218,6 +218,9 @@ class PolicySpec(_Frozen):
     history: HistorySpec = HistorySpec()
     collaborative: CollaborativeSpec = CollaborativeSpec()
     retrieval: RetrievalSpec = RetrievalSpec()
+    # ``apprentice``: serve the app's own order (the rank request's ``baseline``, else the
+    # candidates as sent), exploring only within the budget, and learn from it.
+    mode: Literal["live", "apprentice"] = "live"
 
     @model_validator(mode="after")
     def _consistent(self) -> PolicySpec:

@@ -10,6 +10,7 @@
 - ``serendip export`` / ``serendip evaluate``: the decision log out, and offline evaluation.
 - ``serendip report``: an HTML page of plots and metrics from an exported decision log.
 - ``serendip personalizer import``: Azure Personalizer's exported logs, converted or learned.
+- ``serendip policies put|get|list``: a tenant's policy specs, through the HTTP API.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from local.logs_cli import add_parsers as add_log_parsers
 from local.logs_cli import evaluate_command, export
 from local.personalizer_cli import add_parser as add_personalizer_parser
 from local.personalizer_cli import personalizer_command
+from local.policies_cli import add_parser as add_policies_parser
+from local.policies_cli import policies_command
 from local.report_cli import DEFAULT_REPORT, report_command
 from local.report_cli import add_parser as add_report_parser
 from local.serve_cli import serve, worker_count
@@ -180,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_log_parsers(commands)
     add_report_parser(commands)
     add_personalizer_parser(commands)
+    add_policies_parser(commands)
     return parser
 
 
@@ -218,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return events_command(args)
     if args.command == "personalizer":
         return personalizer_command(args)
+    if args.command == "policies":
+        return policies_command(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -1,20 +1,19 @@
-"""A small HTTP client for Serendip's API (standard library only), with webhook signing."""
+"""The demo's and benchmarks' HTTP client: ``serendip_client``'s transport and signing, without
+its retries and with every answer returned rather than raised (they count statuses)."""
 
 from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from functions.common.auth import sign
+from serendip_client import HttpRequest, UrllibTransport, sign
 
 
 @dataclass(frozen=True)
 class HttpResponse:
-    """Status, decoded JSON body and headers of one call."""
+    """Status, decoded JSON body and headers (lower-case names) of one call."""
 
     status: int
     body: Any
@@ -22,7 +21,11 @@ class HttpResponse:
 
 
 class SerendipClient:
-    """Calls one Serendip endpoint with one API key (and webhook secret, for rewards)."""
+    """Calls one Serendip endpoint with one API key (and webhook secret, for rewards).
+
+    One attempt per call: a connection error raises ``OSError``, an HTTP error status comes
+    back as a response.
+    """
 
     def __init__(
         self, url: str, api_key: str, webhook_secret: str = "", timeout: float = 30.0
@@ -31,6 +34,7 @@ class SerendipClient:
         self.api_key = api_key
         self.webhook_secret = webhook_secret
         self.timeout = timeout
+        self._transport = UrllibTransport()
 
     def request(
         self,
@@ -45,14 +49,10 @@ class SerendipClient:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         all_headers = {"content-type": "application/json", "x-api-key": self.api_key}
         all_headers.update(headers or {})
-        request = urllib.request.Request(
-            self.url + path, data=data, method=method, headers=all_headers
+        answer = self._transport.send(
+            HttpRequest(method, self.url + path, all_headers, data, self.timeout)
         )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return HttpResponse(response.status, _json(response.read()), dict(response.headers))
-        except urllib.error.HTTPError as error:
-            return HttpResponse(error.code, _json(error.read()), dict(error.headers))
+        return HttpResponse(answer.status, _json(answer.body), dict(answer.headers))
 
     def rank(self, policy: str, body: dict[str, Any]) -> HttpResponse:
         """``POST /v1/policies/{policy}/rank``."""

@@ -162,7 +162,7 @@ def _write_report(stack: Any, path: Path, console: Console) -> Path | None:
     except TimeoutError as error:
         console.print(f"[yellow]report: {error}; some rewards may be missing[/yellow]")
     try:
-        return write_live_report(path, stack.tenant)
+        return write_live_report(path, stack.dashboard)
     except Exception as error:  # the demo's result stands without its report
         console.print(f"[red]report: could not write {path}: {error}[/red]")
         return None

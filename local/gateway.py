@@ -15,7 +15,9 @@ Requests are served on threads. An in-process function runs one event at a time
 (``LocalFunction`` holds a lock), like one warm Lambda instance: the handlers cache Vowpal Wabbit
 workspaces, which are not thread-safe. A ``PooledFunction`` (``local.function_pool``) runs each
 event in one of several worker processes instead, like Lambda's concurrent containers.
-GET ``pages`` (``/dashboard``) are the gateway's own, before any route.
+GET ``pages`` (``/dashboard``...) are the gateway's own, before any route. Given a
+``LatencyWindows`` (``local.gateway_latency``), the gateway keeps the latencies of the rank and
+recommend requests it answers, for the dashboard.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import base64
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +34,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from local.function_pool import FunctionCrashedError
+from local.gateway_latency import LatencyWindows
 from local.lambda_events import LocalFunction, match_resource, proxy_event
 
 log = logging.getLogger("serendip.gateway")
@@ -132,9 +136,15 @@ def proxy_reply(response: Any) -> Reply:
 class Gateway:
     """Dispatches requests to the functions; the HTTP server is ``GatewayServer``."""
 
-    def __init__(self, routes: list[Route], pages: Mapping[str, Page] | None = None) -> None:
+    def __init__(
+        self,
+        routes: list[Route],
+        pages: Mapping[str, Page] | None = None,
+        latency: LatencyWindows | None = None,
+    ) -> None:
         self.routes = routes
         self.pages = dict(pages or {})
+        self.latency = latency
         self._in_flight = 0
         self._idle = threading.Condition()
 
@@ -179,7 +189,14 @@ class Gateway:
             query=parts.query,
         )
         _add_multi_value_headers(event, headers)
-        return self._tracked(lambda: self._invoke(route, event))
+        return self._tracked(lambda: self._timed(route, path, event))
+
+    def _timed(self, route: Route, path: str, event: dict[str, Any]) -> Reply:
+        started = time.perf_counter()
+        reply = self._invoke(route, event)
+        if self.latency is not None:
+            self.latency.observe(route.path, path, reply.status, time.perf_counter() - started)
+        return reply
 
     def _tracked(self, answer: Page) -> Reply:
         with self._idle:

@@ -9,8 +9,9 @@ without recounting the queue for each message. Transactions take the lean path o
 events or of a million; queries read their partition without sorting the table first
 (``local.moto_indexes``); item values are serialized directly (``local.moto_items``);
 connections are kept alive (``local.moto_server``); queues forget old deleted messages
-(``local.moto_sqs``); and moto's register of every model instance it ever made holds them
-weakly (``local.moto_instances``).
+(``local.moto_sqs``) and tell the age of their oldest message (``local.moto_queue_age``);
+and moto's register of every model instance it ever made holds them weakly
+(``local.moto_instances``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def run(argv: list[str]) -> None:
         moto_instances,
         moto_items,
         moto_lifeline,
+        moto_queue_age,
         moto_server,
         moto_snapshot,
         moto_sqs,
@@ -71,6 +73,7 @@ def run(argv: list[str]) -> None:
     moto_items.install()
     SQSBackend.is_message_valid_based_on_retention_period = retention_check  # type: ignore[method-assign]
     moto_sqs.install()
+    moto_queue_age.install()
     moto_lifeline.install()
     moto_snapshot.install(_DYNAMODB_LOCK)
     moto_census.start_from_environment(_DYNAMODB_LOCK)

@@ -1,16 +1,20 @@
-"""The report: one self-contained HTML page of plots and a metrics table, from a decision log.
+"""The report: per policy "is it learning?" first, then the metrics table and the plots.
 
-``build_report(records, specs)`` groups the records by policy and draws, per policy, CTR over time
-against the CTR of its exploratory slots, the exploration budget (target vs realised share per
-segment), catalog coverage and diversity over time, the creator-exposure Lorenz curve with its
-Gini, and cold vs warm users' CTR (``local.report_plots``), next to a table of
-``bandit.evaluate.metrics.compute`` beside the product brief's ranges. The ranges are the ones the
-metrics endpoint serves (``functions.common.metrics_service.BENCHMARKS``): one definition.
+``log_view(records, specs)`` is what a decision log gives (the costly part: one pass per policy):
+per policy its series (``local.report_plots``), the five shared figures (CTR against the CTR of
+its exploratory slots, the exploration budget per segment, coverage and diversity over time,
+the creator-exposure Lorenz curve, cold vs warm users' CTR) and, for a report from a file, the
+progress of each policy from the log (``local.report_progress.from_log``). ``page_parts`` lays
+out the page: per policy a section opening with the verdict (badge and sentence), its progress
+plot and its latency; the queue health of a running stack; the metrics table beside the brief's
+ranges (``local.report_table``); the shared plots. ``local.report_page`` renders it.
 
-plotly.js is inlined once, so the page needs no network to be read; every plot is a
-``<div class="serendip-plot" data-plot="NAME">``. No records give a short "no decisions yet"
-page. ``serendip report`` writes it from a JSONL file, ``serendip demo`` at the end of a run, and
-the local gateway serves it live at ``/dashboard`` (``local.report_cli``).
+``build_report(records, specs)`` is ``serendip report``'s one self-contained page (plotly.js
+inlined, no network). The live ``/dashboard`` (``local.dashboard``) builds the same parts with
+what only a running stack knows (``local.report_stack.StackView``: progress from the learner's
+counters, latencies its gateway measured, its queues) and refreshes them in place. Every plot is a
+``<div class="serendip-plot" data-plot="NAME">``; no records give a short "no decisions yet"
+page.
 """
 
 from __future__ import annotations
@@ -18,31 +22,39 @@ from __future__ import annotations
 import html
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 
 from bandit.decision_log import DecisionRecord
-from bandit.evaluate.metrics import Metrics
 from bandit.spec import PolicySpec
 from functions.common.metrics_service import BENCHMARKS
+from local.report_page import PageParts, figure_json, plain_page, render
 from local.report_plots import (
     PolicySeries,
     budget_figure,
     cold_warm_figure,
     coverage_figure,
     ctr_figure,
+    exploration_label,
     lorenz_figure,
     policy_series,
     window_seconds,
 )
+from local.report_progress import (
+    PolicyProgress,
+    from_log,
+    progress_caption,
+    progress_figure,
+    verdict_html,
+)
+from local.report_stack import StackView, latency_html, queues_html
+from local.report_table import TABLE_STYLE, metrics_table
 
 DEFAULT_TITLE = "Serendip report"
 PLOT_IDS = ("ctr", "budget", "coverage", "lorenz", "cold_warm")
 CAPTIONS = {
-    "ctr": "Solid: the policy's CTR per window. Dotted: the CTR of its exploratory slots in the "
-    "same window, a near-uniform draw on the same traffic (the baseline). Band: the brief's range.",
     "budget": "Dashed: the target exploratory share the decisions were made under (logged budget)."
     " Solid: the share of slots that were exploratory.",
     "coverage": "Coverage: distinct items shown / items offered in the window (brief: 50-80%). "
@@ -52,119 +64,39 @@ CAPTIONS = {
     "cold_warm": "CTR of the policy's first (coldest) maturity segment vs every other segment "
     "(cold-start ratio = cold / warm, brief: 50-70%).",
 }
-# (Metrics field, label); the fields with a brief's range come first.
-ROWS: tuple[tuple[str, str], ...] = (
-    ("ctr", "CTR"),
-    ("conversion", "conversion"),
-    ("coverage", "catalog coverage"),
-    ("diversity", "diversity"),
-    ("serendipity", "serendipity"),
-    ("cold_start_ratio", "cold-start ratio (cold / warm CTR)"),
-    ("p95_latency_ms", "p95 rank latency"),
-    ("n_events", "events"),
-    ("n_slots", "shown slots"),
-    ("cold_ctr", "cold CTR"),
-    ("warm_ctr", "warm CTR"),
-    ("filter_bubble", "filter bubble (lower is wider)"),
-    ("creator_gini", "creator Gini (lower is fairer)"),
-    ("long_tail_share", "long-tail share"),
-)
-_COUNTS = frozenset({"n_events", "n_slots"})
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
-table { border-collapse: collapse; margin: 1rem 0; }
-th, td { border: 1px solid #ccc; padding: 0.3rem 0.7rem; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-td.in-range { background: #e6f4e6; } td.out-of-range { background: #fbe9e7; }
-td.no-data { color: #888; }
-.serendip-plot { border: 1px solid #eee; padding: 0.5rem; margin: 1rem 0; max-width: 1200px; }
-.caption, .notes { color: #555; font-size: 0.9rem; }
-"""
 
 
-def _value(metrics: Metrics, name: str) -> float | None:
-    if name in ("creator_gini", "long_tail_share"):
-        value: float | None = getattr(metrics.exposure, name)
-        return value
-    return getattr(metrics, name)  # type: ignore[no-any-return]
+@dataclass
+class LogView:
+    """What the decision log gives the page."""
+
+    decisions: int
+    first: float | None
+    last: float | None
+    seconds: float
+    series: list[PolicySeries]
+    figures: dict[str, go.Figure]
+    progress: dict[str, PolicyProgress]  # from the log itself (a report from a file)
+    notes: list[str] = field(default_factory=list)
+    read_at: float | None = None  # when a running stack's log was read (None: a file)
 
 
-def _format(name: str, value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if name in _COUNTS:
-        return f"{int(value):,}"
-    if name == "p95_latency_ms":
-        return f"{value:.0f} ms"
-    if name in ("creator_gini", "filter_bubble"):
-        return f"{value:.2f}"
-    return f"{value:.1%}"
+def ctr_caption(algorithms: Mapping[str, str]) -> str:
+    """The CTR plot's caption, naming how each policy explores (``algorithms``: policy ->
+    ``spec.exploration.algorithm``).
 
-
-def range_text(name: str) -> str:
-    """The brief's range of a metric as a reader writes it, '' if it has none.
-
-    >>> range_text("ctr"), range_text("p95_latency_ms"), range_text("n_events")
-    ('5-20%', '< 200 ms', '')
+    >>> "here for-you with SquareCB: score-weighted." in ctr_caption({"for-you": "squarecb"})
+    True
     """
-    bounds = BENCHMARKS.get(name)
-    if bounds is None:
-        return ""
-    if "min" not in bounds:
-        return f"< {bounds['max']:.0f} ms"
-    return f"{bounds['min'] * 100:.0f}-{bounds['max'] * 100:.0f}%"
-
-
-def _judge(name: str, value: float | None) -> str:
-    bounds = BENCHMARKS.get(name)
-    if value is None:
-        return "no-data"
-    if bounds is None:
-        return "value"
-    inside = bounds.get("min", -float("inf")) <= value <= bounds.get("max", float("inf"))
-    return "in-range" if inside else "out-of-range"
-
-
-def metrics_table(totals: Mapping[str, Metrics]) -> str:
-    """An HTML table: one row per metric, the brief's range, then one column per policy."""
-    header = "".join(f"<th>{html.escape(policy)}</th>" for policy in totals)
-    rows = []
-    for name, label in ROWS:
-        cells = "".join(
-            f'<td class="{_judge(name, value)}">{_format(name, value)}</td>'
-            for value in (_value(metrics, name) for metrics in totals.values())
-        )
-        rows.append(
-            f'<tr data-metric="{name}"><td>{html.escape(label)}</td>'
-            f'<td class="range">{range_text(name)}</td>{cells}</tr>'
-        )
-    return (
-        '<table class="metrics"><thead><tr><th>metric</th><th>brief\'s range</th>'
-        f"{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    named = ", ".join(
+        f"{name} with {exploration_label(algorithm)}"
+        for name, algorithm in sorted(algorithms.items())
     )
-
-
-def _page(title: str, body: str, *, head: str = "", refresh_seconds: int | None = None) -> str:
-    refresh = f'<meta http-equiv="refresh" content="{refresh_seconds}">' if refresh_seconds else ""
     return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title>{refresh}<style>{STYLE}</style>{head}</head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>\n"
-    )
-
-
-def _plot_div(name: str, figure: go.Figure) -> str:
-    inner = figure.to_html(
-        full_html=False,
-        include_plotlyjs=False,
-        div_id=f"plot-{name}-figure",
-        default_height="420px",
-        config={"displaylogo": False, "responsive": True},
-    )
-    caption = html.escape(CAPTIONS[name])
-    return (
-        f'<div class="serendip-plot" data-plot="{name}" id="plot-{name}">{inner}'
-        f'<p class="caption">{caption}</p></div>'
+        "Solid: each policy's CTR per window. Dotted: the CTR of its exploratory slots (its own "
+        "exploration: uniform for epsilon-greedy, score-weighted for SquareCB/softmax)"
+        f"{f'; here {named}' if named else ''}. The comparison with a uniformly random pick is "
+        "each policy's progress plot above. Band: the brief's range."
     )
 
 
@@ -181,8 +113,160 @@ def _figures(series: Sequence[PolicySeries]) -> dict[str, go.Figure]:
     return {name: makers[name]() for name in PLOT_IDS}
 
 
+def log_view(
+    records: Iterable[DecisionRecord],
+    specs: Mapping[str, PolicySpec] | None = None,
+    notes: Sequence[str] = (),
+) -> LogView:
+    """The series, figures and log-based progress of ``records`` (any order, any policies).
+
+    A policy without a spec in ``specs`` is valued with ``PolicySpec(name=policy)`` defaults,
+    and a note says so.
+    """
+    ordered = sorted(records, key=lambda record: record.timestamp)
+    known = dict(specs or {})
+    if not ordered:
+        return LogView(0, None, None, 0.0, [], {}, {}, list(notes))
+    by_policy: defaultdict[str, list[DecisionRecord]] = defaultdict(list)
+    for record in ordered:
+        by_policy[record.policy].append(record)
+    seconds = window_seconds(ordered[0].timestamp, ordered[-1].timestamp)
+    used = {policy: known.get(policy) or PolicySpec(name=policy) for policy in by_policy}
+    series = [policy_series(logged, used[p], seconds) for p, logged in sorted(by_policy.items())]
+    progress = {p: from_log(logged, used[p], seconds) for p, logged in sorted(by_policy.items())}
+    defaults = sorted(set(by_policy) - set(known))
+    all_notes = list(notes)
+    if defaults:
+        all_notes.append(f"valued with default reward specs (no spec given): {', '.join(defaults)}")
+    return LogView(
+        len(ordered),
+        ordered[0].timestamp,
+        ordered[-1].timestamp,
+        seconds,
+        series,
+        _figures(series),
+        progress,
+        all_notes,
+    )
+
+
 def _when(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _summary(view: LogView, generated: float) -> str:
+    notes = "".join(f'<p class="notes">{html.escape(note)}</p>' for note in view.notes)
+    if not view.decisions or view.first is None or view.last is None:
+        return (
+            '<p class="empty">No decisions yet: the decision log is empty. Rank some requests '
+            f"(and post their rewards), then look again.</p>{notes}"
+        )
+    count = len(view.series)
+    read = "" if view.read_at is None else f" Metrics and plots read {_when(view.read_at)};"
+    return (
+        f'<p class="summary">{view.decisions:,} decisions of {count} '
+        f"{'policy' if count == 1 else 'policies'} from {_when(view.first)} to "
+        f"{_when(view.last)}; windows of {view.seconds:g} s.{read} Generated "
+        f"{_when(generated)}.</p>{notes}"
+    )
+
+
+def _section(
+    parts: PageParts,
+    policy: str,
+    algorithm: str | None,
+    progress: PolicyProgress | None,
+    latency: str,
+) -> str:
+    name = html.escape(policy)
+    explores = (
+        f' <span class="algorithm">explores with {html.escape(exploration_label(algorithm))}</span>'
+        if algorithm is not None
+        else ""
+    )
+    verdict = (
+        verdict_html(progress)
+        if progress is not None
+        else '<div class="verdict tone-wait" data-state="unknown">No progress known.</div>'
+    )
+    plot = ""
+    if progress is not None and not progress.learned:
+        plot = (
+            '<p class="notes">No event learned in this range yet: the progress plot appears '
+            "with the first learned events.</p>"
+        )
+    elif progress is not None:
+        plot_id = f"plot-progress-{policy}"
+        parts.figures[f"{plot_id}-figure"] = figure_json(progress_figure(progress))
+        caption = parts.part(
+            f"caption-progress-{policy}", html.escape(progress_caption(progress)), "p", "caption"
+        )
+        plot = (
+            f'<div class="serendip-plot" data-plot="progress" data-policy="{name}" '
+            f'id="{html.escape(plot_id)}"><div id="{html.escape(plot_id)}-figure"></div>'
+            f"{caption}</div>"
+        )
+    return (
+        f'<section class="policy" data-policy="{name}" id="policy-{name}"><h2>{name}{explores}'
+        f"</h2>{parts.part(f'verdict-{policy}', verdict)}{plot}"
+        f"{parts.part(f'latency-{policy}', latency, css='latency')}</section>"
+    )
+
+
+def _plot(parts: PageParts, name: str, figure: go.Figure, caption: str) -> str:
+    parts.figures[f"plot-{name}-figure"] = figure_json(figure)
+    caption_html = parts.part(f"caption-{name}", html.escape(caption), "p", "caption")
+    return (
+        f'<div class="serendip-plot" data-plot="{name}" id="plot-{name}">'
+        f'<div id="plot-{name}-figure"></div>{caption_html}</div>'
+    )
+
+
+def page_parts(
+    view: LogView,
+    specs: Mapping[str, PolicySpec],
+    stack: StackView | None = None,
+    *,
+    generated: float | None = None,
+) -> PageParts:
+    """The page's body, parts and figures: ``stack`` None for a report from a log file."""
+    parts = PageParts("", style=TABLE_STYLE)
+    moment = datetime.now(UTC).timestamp() if generated is None else generated
+    body = [parts.part("summary", _summary(view, moment))]
+    progress = view.progress if stack is None else stack.progress
+    policies = sorted({*(s.policy for s in view.series), *progress})
+    algorithms = {s.policy: s.algorithm for s in view.series} | {
+        name: str(spec.exploration.algorithm) for name, spec in specs.items()
+    }
+    if stack is not None:
+        body.append(f"<h2>Queues</h2>{parts.part('queues', queues_html(stack.queues))}")
+    for policy in policies:
+        latency = (
+            latency_html(policy, None)
+            if stack is None
+            else latency_html(policy, stack.latency.get(policy, ()), stack.latency_window)
+        )
+        body.append(_section(parts, policy, algorithms.get(policy), progress.get(policy), latency))
+    if view.series:
+        p95: dict[str, float | None] | None = None
+        if stack is not None:
+            p95 = {
+                s.policy: next(
+                    (one.p95_ms for one in stack.latency.get(s.policy, ()) if one.route == "rank"),
+                    None,
+                )
+                for s in view.series
+            }
+        table = metrics_table({s.policy: s.total for s in view.series}, p95)
+        body.append(f"<h2>Metrics</h2>{parts.part('metrics', table)}")
+        captions = {"ctr": ctr_caption({s.policy: s.algorithm for s in view.series})}
+        plots = "".join(
+            _plot(parts, name, figure, captions.get(name) or CAPTIONS[name])
+            for name, figure in view.figures.items()
+        )
+        body.append(f'<h2>Plots</h2><div class="plots">{plots}</div>')
+    parts.body = "".join(body)
+    return parts
 
 
 def build_report(
@@ -190,57 +274,18 @@ def build_report(
     specs: Mapping[str, PolicySpec] | None = None,
     *,
     title: str = DEFAULT_TITLE,
-    refresh_seconds: int | None = None,
     notes: Sequence[str] = (),
 ) -> str:
     """One self-contained HTML page about ``records`` (any order, any number of policies).
 
-    A policy without a spec in ``specs`` is valued with ``PolicySpec(name=policy)`` defaults.
-    ``refresh_seconds`` adds a meta refresh (the live dashboard); ``notes`` are shown under the
-    summary.
+    A policy without a spec in ``specs`` is valued with ``PolicySpec(name=policy)`` defaults;
+    ``notes`` are shown under the summary.
 
     >>> "No decisions yet" in build_report([])
     True
     """
-    ordered = sorted(records, key=lambda record: record.timestamp)
-    note_html = "".join(f'<p class="notes">{html.escape(note)}</p>' for note in notes)
-    if not ordered:
-        body = (
-            '<p class="empty">No decisions yet: the decision log is empty. Rank some requests '
-            f"(and post their rewards), then look again.</p>{note_html}"
-        )
-        return _page(title, body, refresh_seconds=refresh_seconds)
-    by_policy: defaultdict[str, list[DecisionRecord]] = defaultdict(list)
-    for record in ordered:
-        by_policy[record.policy].append(record)
+    view = log_view(records, specs, notes)
+    if not view.decisions:
+        return plain_page(title, _summary(view, datetime.now(UTC).timestamp()))
     known = dict(specs or {})
-    seconds = window_seconds(ordered[0].timestamp, ordered[-1].timestamp)
-    series = [
-        policy_series(logged, known.get(policy) or PolicySpec(name=policy), seconds)
-        for policy, logged in sorted(by_policy.items())
-    ]
-    defaults = sorted(set(by_policy) - set(known))
-    if defaults:
-        notes = [*notes, f"valued with default reward specs (no spec given): {', '.join(defaults)}"]
-        note_html = "".join(f'<p class="notes">{html.escape(note)}</p>' for note in notes)
-    summary = (
-        f'<p class="summary">{len(ordered):,} decisions of {len(series)} '
-        f"{'policy' if len(series) == 1 else 'policies'} from {_when(ordered[0].timestamp)} to "
-        f"{_when(ordered[-1].timestamp)}; windows of {seconds:g} s. Generated "
-        f"{_when(datetime.now(UTC).timestamp())}.</p>"
-    )
-    table = metrics_table({one.policy: one.total for one in series})
-    latency = (
-        '<p class="notes">p95 rank latency is not in the decision log: see the RankLatency '
-        "metric (CloudWatch) or <code>make bench</code>.</p>"
-    )
-    plots = "".join(_plot_div(name, figure) for name, figure in _figures(series).items())
-    head = (
-        "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>"
-        f'<script type="text/javascript">{get_plotlyjs()}</script>'
-    )
-    body = (
-        f"{summary}{note_html}<h2>Metrics</h2>{table}{latency}"
-        f'<h2>Plots</h2><div class="plots">{plots}</div>'
-    )
-    return _page(title, body, head=head, refresh_seconds=refresh_seconds)
+    return render(title, page_parts(view, known))

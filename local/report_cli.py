@@ -2,11 +2,10 @@
 
 - ``serendip report --logs decisions.jsonl --out report.html [--policy spec.yaml ...]`` writes
   the page (``local.report.build_report``) from an exported decision log.
-- ``dashboard_reply(tenant)`` is what the local gateway answers on ``GET /dashboard``: the same
-  page built on each request from the running stack's decision store, every policy of the
-  tenant, with a 30-second meta refresh. It is a local-stack convenience served by the gateway
-  itself, not a Lambda route, and asks for no API key: the local stack listens on loopback.
-- ``write_live_report(path, tenant)`` writes that page to a file (the end of ``serendip demo``).
+- ``live_records(tenant)`` reads the running stack's decision log, bounded, for the live
+  dashboard (``local.dashboard``, served by the gateway at ``GET /dashboard``).
+- ``write_live_report(path, dashboard)`` writes the dashboard's page as one self-contained file
+  (the end of ``serendip demo``).
 
 plotly is imported only when a page is built, so other commands start as fast as before.
 """
@@ -15,17 +14,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bandit.decision_log import DecisionRecord, read_jsonl
 from bandit.spec import PolicySpec, load_spec
-from local.gateway import Reply
 
-DASHBOARD_PATH = "/dashboard"
+if TYPE_CHECKING:
+    from local.dashboard import LiveDashboard
+
 DEFAULT_REPORT = Path("serendip-report.html")
-REFRESH_SECONDS = 30
 # The dashboard runs in the local stack, under no Lambda timeout, so it reads more of the log
 # than one page of the metrics endpoint (``metrics_service.MAX_RECORDS``).
 MAX_RECORDS = 50_000
@@ -36,9 +36,11 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "report",
         help="write an HTML report (plots and metrics) from an exported decision log",
-        description="Write one self-contained HTML page (plotly.js inlined, no network needed) "
-        "with CTR, exploration budget, coverage, diversity, creator exposure and cold vs warm "
-        "users over time, and the metrics beside the product brief's ranges.",
+        description="Write one self-contained HTML page (plotly.js inlined, no network needed): "
+        "per policy whether it is learning (its first slot against a random pick, from the "
+        "log's learned events), then CTR, exploration budget, coverage, diversity, creator "
+        "exposure and cold vs warm users over time, and the metrics beside the product brief's "
+        "ranges. A decision log keeps no latencies: the page says so.",
     )
     parser.add_argument(
         "--logs", type=Path, required=True, help="decision log (JSONL, oldest first)"
@@ -74,54 +76,33 @@ def report_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def live_records(tenant: str) -> tuple[list[DecisionRecord], dict[str, PolicySpec], list[str]]:
+def live_records(
+    tenant: str, specs: Mapping[str, PolicySpec] | None = None
+) -> tuple[list[DecisionRecord], dict[str, PolicySpec], list[str]]:
     """Every policy's records of ``tenant`` from the decision store (this process's settings).
 
-    Reads at most ``MAX_RECORDS`` per policy, oldest first; the notes say when a policy was cut
-    short.
+    ``specs``: the tenant's policies, if already read. Reads at most ``MAX_RECORDS`` per policy,
+    oldest first; the notes say when a policy was cut short.
     """
     from functions.common import decision_store, policy_store
 
+    if specs is None:
+        specs = {stored.spec.name: stored.spec for stored in policy_store.list_policies(tenant)}
     records: list[DecisionRecord] = []
-    specs: dict[str, PolicySpec] = {}
     notes: list[str] = []
-    for stored in policy_store.list_policies(tenant):
-        name = stored.spec.name
-        specs[name] = stored.spec
+    for name in specs:
         logged = list(islice(decision_store.export(tenant, name), MAX_RECORDS + 1))
         if len(logged) > MAX_RECORDS:
             notes.append(f"{name}: only the oldest {MAX_RECORDS:,} decisions are shown")
             logged = logged[:MAX_RECORDS]
         records.extend(logged)
-    return records, specs, notes
+    return records, dict(specs), notes
 
 
-def live_report(
-    tenant: str, *, title: str = "Serendip dashboard", refresh_seconds: int | None = None
-) -> str:
-    """The report page of the tenant's decision log, as the running stack has it now."""
-    from local.report import build_report
-
-    records, specs, notes = live_records(tenant)
-    return build_report(
-        records,
-        specs,
-        title=f"{title}: tenant {tenant}",
-        refresh_seconds=refresh_seconds,
-        notes=notes,
-    )
-
-
-def dashboard_reply(tenant: str) -> Reply:
-    """``GET /dashboard``: the live report as ``text/html``, refreshing itself every 30 s."""
-    page = live_report(tenant, refresh_seconds=REFRESH_SECONDS)
-    headers = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")]
-    return Reply(200, headers, page.encode("utf-8"))
-
-
-def write_live_report(path: Path, tenant: str) -> Path:
-    """Write the tenant's live report to ``path``; return its absolute path."""
-    page = live_report(tenant, title="Serendip report")
+def write_live_report(path: Path, dashboard: LiveDashboard) -> Path:
+    """Write the dashboard's page as one self-contained file to ``path``; return its absolute
+    path."""
+    page = dashboard.page(live=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path.resolve()

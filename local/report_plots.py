@@ -2,8 +2,10 @@
 
 ``policy_series`` makes one pass over a policy's records (oldest first) for what
 ``bandit.evaluate.metrics`` does not keep per window: the CTR of the exploratory slots (the
-baseline: a near-uniform draw measured on the same traffic), the target and realised exploratory
-share per segment, and the shown slots per creator (the Lorenz curve). The rest comes from
+policy's own exploration on the same traffic: uniform for epsilon-greedy, score-weighted for
+SquareCB and softmax, so not a uniform baseline; the uniform comparison is the progress plot of
+``local.report_progress``), the target and realised exploratory share per segment, and the shown
+slots per creator (the Lorenz curve). The rest comes from
 ``bandit.evaluate.metrics``: ``windows`` for CTR, coverage and diversity over time, ``compute`` for
 the totals. The figures take every policy's series and draw one trace (or two) per policy.
 """
@@ -28,6 +30,22 @@ _STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 
 _DAY = 86_400
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
 LAYOUT = {"template": "plotly_white", "height": 420, "margin": {"l": 60, "r": 20, "t": 60}}
+# What a policy's exploratory slots are drawn from, per ``spec.exploration.algorithm``.
+EXPLORATION = {
+    "epsilon_greedy": "epsilon-greedy: uniform",
+    "squarecb": "SquareCB: score-weighted",
+    "softmax": "softmax: score-weighted",
+    "vw_pmf": "VW's own pmf",
+}
+
+
+def exploration_label(algorithm: str) -> str:
+    """How a policy with ``algorithm`` explores, in a few words.
+
+    >>> exploration_label("squarecb"), exploration_label("epsilon_greedy")
+    ('SquareCB: score-weighted', 'epsilon-greedy: uniform')
+    """
+    return EXPLORATION.get(algorithm, algorithm)
 
 
 def window_seconds(first: float, last: float, target: int = 20) -> float:
@@ -76,6 +94,7 @@ class PolicySeries:
     segment_slots: dict[str, int]
     cold_segment: str
     total: Metrics
+    algorithm: str = "epsilon_greedy"  # spec.exploration.algorithm
 
 
 def policy_series(
@@ -134,6 +153,7 @@ def policy_series(
         segment_slots=dict(segment_slots),
         cold_segment=spec.cold_start.segments[0].name,
         total=compute(records, spec),
+        algorithm=str(spec.exploration.algorithm),
     )
 
 
@@ -154,8 +174,9 @@ def _figure(title: str, y_title: str, *, percent: bool = True, x_title: str = ""
 
 
 def ctr_figure(series: Sequence[PolicySeries], ctr_range: tuple[float, float] | None) -> go.Figure:
-    """CTR per window of each policy, against the CTR of its exploratory slots (the baseline)."""
-    figure = _figure("CTR per window (UTC) vs the exploratory-slot baseline", "CTR")
+    """CTR per window of each policy, beside the CTR of its exploratory slots (its own
+    exploration, named per algorithm)."""
+    figure = _figure("CTR per window (UTC), all slots and exploratory slots", "CTR")
     for index, one in enumerate(series):
         color = COLORS[index % len(COLORS)]
         x = [_mid(w) for w in one.windows]
@@ -169,7 +190,7 @@ def ctr_figure(series: Sequence[PolicySeries], ctr_range: tuple[float, float] | 
         figure.add_scatter(
             x=x,
             y=one.explored_ctr,
-            name=f"{one.policy} exploratory slots (baseline)",
+            name=f"{one.policy} exploratory slots ({exploration_label(one.algorithm)})",
             mode="lines+markers",
             connectgaps=True,
             line={"color": color, "dash": "dot"},

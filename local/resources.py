@@ -9,6 +9,8 @@ endpoint boto3 is configured for (``AWS_ENDPOINT_URL`` -> a moto server, or moto
 Names are ``f"{stack_name}-{LogicalId}"`` (lowercased for buckets). ``create_resources`` returns
 the environment the functions need, derived from ``Globals.Function.Environment.Variables``:
 every variable that references a resource (``!Ref``/``!GetAtt``) maps to the created name or URL.
+A variable that references a template parameter (a deploy-time setting) is left out: locally it
+takes the code's default, or the value in the shell's environment.
 
 ``python -m local.resources --check`` translates the template and checks that every function's
 handler file exists and that every resource-like environment variable references a resource.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import logging
 import sys
@@ -89,8 +92,19 @@ _CfnLoader.add_multi_constructor("!", intrinsics_multi_constructor)
 
 
 def load_template(path: Path = TEMPLATE) -> Template:
-    """The SAM template as a dict, short tags expanded to their long forms."""
-    loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_CfnLoader)
+    """The SAM template as a dict, short tags expanded to their long forms (a copy: parsed
+    once per version of the file)."""
+    return copy.deepcopy(_parsed(*_version_of(path)))
+
+
+def _version_of(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(path: str, _mtime_ns: int, _size: int) -> Template:
+    loaded = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_CfnLoader)
     if not isinstance(loaded, dict) or not isinstance(loaded.get("Resources"), dict):
         raise TemplateError(f"{path} is not a CloudFormation template with Resources")
     return loaded
@@ -166,12 +180,18 @@ def _default_region() -> str:
 
 
 def translated_template(path: Path = TEMPLATE, region: str | None = None) -> Template:
-    """``template.yaml`` translated by samtranslator into a plain CloudFormation template.
+    """``template.yaml`` translated by samtranslator into a plain CloudFormation template (a
+    copy: translated once per version of the file and region).
 
     >>> translated_template()["Resources"]["RankFunction"]["Type"]
     'AWS::Lambda::Function'
     """
-    return translate(load_template(path), region)
+    return copy.deepcopy(_translated(*_version_of(path), region or _default_region()))
+
+
+@functools.lru_cache(maxsize=8)
+def _translated(path: str, mtime_ns: int, size: int, region: str) -> Template:
+    return translate(copy.deepcopy(_parsed(path, mtime_ns, size)), region)
 
 
 # ---------------------------------------------------------------- intrinsics
@@ -439,7 +459,7 @@ def create_resources(
     """
     template = load_template(template_path)
     region = _default_region()
-    translated = translate(template, region)
+    translated = translated_template(template_path, region)
     clients: dict[str, Any] = {}
     created: dict[str, Created] = {}
     for logical_id, resource in stack_resources(translated).items():
@@ -449,10 +469,11 @@ def create_resources(
         properties = resolve(resource.get("Properties", {}), created)
         name = resource_name(stack_name, logical_id, resource["Type"])
         created[logical_id] = create(clients[service], name, properties)
+    parameters = set(template.get("Parameters") or {})
     return {
         variable: str(resolve(value, created))
         for variable, value in function_environment(template).items()
-        if any(True for _ in references(value))
+        if (targets := set(references(value))) and not targets & parameters
     }
 
 
@@ -491,15 +512,19 @@ def _handler_problems(template: Template, root: Path) -> list[str]:
 
 
 def _environment_problems(template: Template, translated: Template) -> list[str]:
-    """Global env vars must reference created resources; resource-like names must be references."""
+    """Global env vars must reference created resources (or, for settings, template parameters);
+    resource-like names must reference resources."""
     problems = []
     kinds = {
         logical_id: resource.get("Type") for logical_id, resource in translated["Resources"].items()
     }
+    parameters = set(template.get("Parameters") or {})
     for variable, value in function_environment(template).items():
         targets = list(references(value))
         if not targets and variable.endswith(_RESOURCE_SUFFIXES):
             problems.append(f"Globals env {variable} is {value!r}, not a reference to a resource")
+        if targets and set(targets) <= parameters and not variable.endswith(_RESOURCE_SUFFIXES):
+            continue  # a deploy-time setting
         for target in targets:
             if kinds.get(target) not in CREATED_TYPES:
                 problems.append(

@@ -99,7 +99,7 @@ def banner(stack: LocalStack, state_file: Path | None) -> str:
         "Serendip local stack is up.",
         "",
         f"  API             {stack.url}   (OpenAPI: {stack.url}/v1/openapi.json)",
-        f"  dashboard       {stack.url}/dashboard   (metrics and plots of the demo tenant)",
+        f"  dashboard       {stack.url}/dashboard   (is it learning? latency, queues, metrics)",
         f"  API key         {stack.api_key}   (tenant {stack.tenant}; scopes {', '.join(SCOPES)})",
         f"  webhook secret  {stack.webhook_secret}   (signs POST /v1/rewards)",
         f"  moto            {stack.moto_endpoint}",

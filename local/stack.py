@@ -11,8 +11,9 @@ every scope, then runs what AWS would run around the functions:
 - an SQS poller per ``SQS`` event delivering batches to the learner (``local.workers``),
 - a scheduler per ``Schedule`` event (the sweep, every minute unless told otherwise; the catalog
   index builder every ``LOCAL_INDEX_SECONDS``),
-- ``GET /dashboard``: the report of the tenant's decision log, live (``local.report_cli``; no
-  API key, as the stack serves loopback; the gateway answers it, no Lambda does).
+- ``GET /dashboard``: the tenant's live dashboard (``local.dashboard``: is each policy learning,
+  its latencies as the gateway measured them, the queues, the decision log's metrics and
+  plots; no API key, as the stack serves loopback; the gateway answers it, no Lambda does).
 
 While it runs, ``~/.serendip/stacks/<name>.json`` (see ``local.state``) tells other commands
 where it is. Given a data directory (``serendip serve`` always gives one), its tables, queues,
@@ -33,13 +34,14 @@ import time
 import warnings
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from local.aws_env import moto_environment, reset_aws_state
 from local.function_pool import WorkerPool, pool_api_functions, pool_learner
 from local.gateway import Gateway, GatewayServer, api_routes
+from local.gateway_latency import LatencyWindows
 from local.lambda_events import LocalFunction, template_functions
 from local.moto_process import MotoProcess
 from local.resources import DEFAULT_REGION, QUEUE, ROOT, TEMPLATE, load_template, resource_name
@@ -53,6 +55,9 @@ from local.workers import (
     rate_seconds,
     schedule_sources,
 )
+
+if TYPE_CHECKING:
+    from local.dashboard import LiveDashboard
 
 # moto_environment: imported from here by benchmarks and tests (it lived here).
 __all__ = ["LocalStack", "moto_environment"]
@@ -138,6 +143,7 @@ class LocalStack:
         self.schedulers: list[Scheduler] = []
         self._moto: Any = None
         self._server: GatewayServer | None = None
+        self.dashboard: LiveDashboard | None = None  # GET /dashboard (local.dashboard)
         self._saved_env: dict[str, str | None] = {}
         self._saved_log_level: int | None = None
         self._started = False
@@ -340,10 +346,11 @@ class LocalStack:
         return functions
 
     def _start_gateway(self) -> None:
-        from local.report_cli import DASHBOARD_PATH, dashboard_reply
+        from local.dashboard import LiveDashboard
 
-        pages = {DASHBOARD_PATH: lambda: dashboard_reply(self.tenant)}
-        gateway = Gateway(api_routes(self.functions), pages)
+        latency = LatencyWindows()
+        self.dashboard = LiveDashboard(self.tenant, self.resources, latency, region=self.region)
+        gateway = Gateway(api_routes(self.functions), self.dashboard.pages(), latency)
         self._server = GatewayServer(gateway, self.host, self.port)
         self._server.start()
         shown = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host

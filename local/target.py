@@ -7,7 +7,9 @@ Every command that talks to a stack (``keys``, ``dlq``, ``events``, ``export``) 
 - ``--cfn-stack NAME``: a deployed CloudFormation stack (its outputs name the resources);
 
 and, with none, the local stack ``default`` if it is recorded, else the ambient configuration
-(``KEYS_TABLE`` & co, as on AWS). A named local stack that is not running, or does not answer,
+(``KEYS_TABLE`` & co, as on AWS). Commands that call the HTTP API instead (``policies``) take
+the same arguments (``api_endpoint``): ``--url`` is then any endpoint, and a deployed stack's
+is its ``ApiUrl`` output. A named local stack that is not running, or does not answer,
 is refused (exit 2, saying how to start it), never silently replaced by another. A stale
 state file (its ``serve`` was killed) is removed and reported. The stack acted on is named on
 stderr.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from local.state import (
@@ -69,14 +72,19 @@ def output_variables(template: dict[str, Any]) -> dict[str, str]:
     return mapping
 
 
-def stack_environment(stack_name: str) -> dict[str, str]:
-    """The functions' resource env vars of a deployed stack, from its CloudFormation outputs."""
+def stack_outputs(stack_name: str) -> dict[str, str]:
+    """A deployed CloudFormation stack's outputs, by name."""
     import boto3
 
+    described = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
+    return {o["OutputKey"]: o["OutputValue"] for o in described[0].get("Outputs", [])}
+
+
+def stack_environment(stack_name: str) -> dict[str, str]:
+    """The functions' resource env vars of a deployed stack, from its CloudFormation outputs."""
     from local.resources import load_template
 
-    described = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in described[0].get("Outputs", [])}
+    outputs = stack_outputs(stack_name)
     return {
         variable: outputs[output]
         for output, variable in output_variables(load_template()).items()
@@ -174,3 +182,42 @@ def configure_target(
     unbind()
     reset_clients()
     return target
+
+
+@dataclass(frozen=True, slots=True)
+class ApiEndpoint:
+    """Where a command that calls the HTTP API sends its requests."""
+
+    url: str
+    description: str
+    demo_key: str | None = None  # a local stack's demo key (tenant demo), when it is one
+
+
+def api_endpoint(args: argparse.Namespace, command: str) -> ApiEndpoint:
+    """The HTTP API to call: ``--url`` as given, a deployed stack's ``ApiUrl`` output, or a
+    local stack's URL (``--stack NAME``, else the running default one; refused as for
+    ``configure_target`` when it is not running). Named on stderr."""
+    cfn_stack = getattr(args, "cfn_stack", None)
+    url = getattr(args, "url", None)
+    if cfn_stack:
+        api_url = stack_outputs(cfn_stack).get("ApiUrl")
+        if not api_url:
+            raise _refuse(command, f"CloudFormation stack {cfn_stack} has no ApiUrl output")
+        endpoint = ApiEndpoint(api_url.rstrip("/"), f"CloudFormation stack {cfn_stack}")
+    elif url:
+        state = find_by_url(url)
+        key = None if state is None else state.api_key
+        endpoint = ApiEndpoint(url.rstrip("/"), f"the API at {url}", key)
+    else:
+        local = _local_stack(args, command)
+        if local is None:
+            raise _refuse(
+                command,
+                "no local stack is running; start one with `serendip serve`, or pass "
+                "--stack NAME, --url URL or --cfn-stack NAME",
+            )
+        endpoint = ApiEndpoint(
+            local.url, f"local stack {local.name!r} at {local.url}", local.api_key
+        )
+    print(f"{command}: using {endpoint.description}", file=sys.stderr)
+    return endpoint

@@ -34,7 +34,7 @@ from bandit.learn.rewards import record_outcome
 from bandit.serve.budget import ExplorationBudget
 from bandit.serve.coldstart import exploration_weights
 from bandit.serve.exploration import distribution
-from bandit.serve.ranker import Ranker, RankRequest
+from bandit.serve.ranker import MAX_LEAD, Ranker, RankRequest
 from bandit.serve.slate import SlateConstraints, allowed_mask, slot_distribution
 from bandit.spec import PolicySpec
 
@@ -124,6 +124,7 @@ def slot_probabilities(ranker: Ranker, record: DecisionRecord) -> list[float]:
     if spec.budget_for(record.segment) == record.exploration.budget:
         # Same target: the pacing controller would have been in the logged state.
         rate = record.exploration.rate
+    lead = _lead(spec, record, index)
     chosen: list[int] = []
     probabilities: list[float] = []
     for slot in slots:
@@ -144,10 +145,19 @@ def slot_probabilities(ranker: Ranker, record: DecisionRecord) -> list[float]:
                 allowed,
                 slot_rate,
                 lambda s, w: distribution(spec.exploration, s, w),
+                lead=lead,
             )
             probabilities.append(float(mixed[pick]))
         chosen.append(pick)
     return probabilities
+
+
+def _lead(spec: PolicySpec, record: DecisionRecord, index: dict[str, int]) -> list[int] | None:
+    """The app's order an apprentice ``spec`` would have followed on ``record``."""
+    if spec.mode != "apprentice":
+        return None
+    order = record.baseline or [c.id for c in record.candidates]
+    return [index[i] for i in dict.fromkeys(order) if i in index][:MAX_LEAD]
 
 
 def evaluate(

@@ -175,3 +175,38 @@ def record_closed(record: DecisionRecord, now: float, spec: RewardSpec) -> bool:
         window_spec(record, spec),
         late_ids=record.late_reward_indices(),
     )
+
+
+# What became of one stored reward, by the event's state once it is no longer open.
+CLOSED_OUTCOMES = {"learned": "learned", "expired": "not_learned", "failed": "set_aside"}
+
+
+def reward_outcomes(record: DecisionRecord, spec: RewardSpec | None, status: str) -> list[str]:
+    """The outcome of each of the record's stored rewards, under the one lateness rule.
+
+    ``late`` (after the window or after the event closed), ``orphan`` (for an item the event
+    did not show), ``unknown_type`` (a type ``spec`` does not value), else by the event's
+    ``status``: ``pending`` while it is open, then ``learned``, ``not_learned`` (a deferred
+    event never activated) or ``set_aside`` (an event that could not be learned). Without a
+    spec (the policy is gone) a reward that is not late or orphan is ``set_aside``.
+    """
+    shown = {slot.item_id for slot in record.slate}
+    window = None if spec is None else window_spec(record, spec)
+    outcomes = []
+    for reward in record.rewards:
+        core = reward.to_reward()
+        if reward.late or (
+            window is not None and is_late(core.timestamp, record.window_start, window)
+        ):
+            outcomes.append("late")
+        elif reward.item_id not in shown:
+            outcomes.append("orphan")
+        elif window is None:
+            outcomes.append("set_aside")
+        elif reward.type not in window.types:
+            outcomes.append("unknown_type")
+        elif status == "open":
+            outcomes.append("pending")
+        else:
+            outcomes.append(CLOSED_OUTCOMES.get(status, status))
+    return outcomes

@@ -32,7 +32,13 @@ from bandit.serve.coldstart import PopularityPrior, blend, exploration_weights, 
 from bandit.serve.cost import check_slot_work
 from bandit.serve.exploration import distribution
 from bandit.serve.features import ActionLines, shared_line
-from bandit.serve.slate import SlateConstraints, sample_slate, seed_for
+from bandit.serve.slate import (
+    SlateConstraints,
+    allowed_mask,
+    best_allowed,
+    sample_slate,
+    seed_for,
+)
 from bandit.serve.vw import VWModel
 from bandit.spec import ExplorationAlgorithm, PolicySpec
 
@@ -78,6 +84,10 @@ class RankResult:
     discovery_positions: list[int] = field(default_factory=list)
     # Each slot's probability of every candidate, in candidate order (when the request asked).
     distributions: list[np.ndarray] = field(default_factory=list)
+    # The model's own best first-slot candidate (what it would exploit there).
+    model_choice: str | None = None
+    # The app's order the slate followed (apprentice mode), as logged.
+    lead: list[str] | None = None
 
     def record(
         self, spec: PolicySpec, model_version: int, *, deferred: bool = False
@@ -119,7 +129,8 @@ class RankResult:
             activated=not deferred,
             wait_seconds=spec.rewards.wait_seconds,
             slot_ids=None if request.slot_ids is None else list(request.slot_ids),
-            baseline=None if request.baseline is None else list(request.baseline),
+            baseline=self.lead if self.lead is not None else _ids(request.baseline),
+            model_choice=self.model_choice,
             slot_features=(
                 None
                 if request.slot_features is None
@@ -203,8 +214,11 @@ class Ranker:
         seed = seed_for(request.event_id)
         distributions: list[np.ndarray] | None = [] if request.keep_distributions else None
         by_slot = request.slot_features is not None
+        scores = self.scores(request, segment)
+        lead = app_order(spec, request) if spec.mode == "apprentice" else None
+        first = best_allowed(scores, allowed_mask(len(candidates), [], constraints))
         draws = sample_slate(
-            self.scores(request, segment),
+            scores,
             slate_size=size,
             rate=rate,
             explore=lambda s, w: distribution(spec.exploration, s, w),
@@ -215,14 +229,45 @@ class Ranker:
             scores_at=(lambda position: self.scores(request, segment, position))
             if by_slot
             else None,
+            lead=None if lead is None else [index[i] for i in lead],
         )
         explored = sum(d.explored for d in draws)
         spent = self.budget.spend(segment).share
         self.budget.record(segment, served=len(draws), explored=explored)
         slots = [Slot(candidates[d.index].id, d.position, d.probability, d.explored) for d in draws]
         return RankResult(
-            request, slots, segment, target, rate, spent, seed, now, discovery, distributions or []
+            request,
+            slots,
+            segment,
+            target,
+            rate,
+            spent,
+            seed,
+            now,
+            discovery,
+            distributions or [],
+            model_choice=None if first is None else candidates[first].id,
+            lead=lead,
         )
+
+
+# The app's order logged with an apprentice decision: at most this many of its ids.
+MAX_LEAD = 50
+
+
+def app_order(spec: PolicySpec, request: RankRequest) -> list[str]:
+    """The order an apprentice policy serves: the request's ``baseline`` (ids it does not name
+    as candidates left out), else the candidates as sent; at most ``MAX_LEAD`` ids."""
+    known = {c.id for c in request.candidates}
+    if request.baseline:
+        order = [i for i in dict.fromkeys(request.baseline) if i in known]
+    else:
+        order = [c.id for c in request.candidates]
+    return order[:MAX_LEAD]
+
+
+def _ids(ids: Sequence[str] | None) -> list[str] | None:
+    return None if ids is None else list(ids)
 
 
 def _exclude_by_slot(

@@ -86,21 +86,43 @@ def _apply_cap(
 
 
 def slot_distribution(
-    scores: np.ndarray, weights: np.ndarray, allowed: np.ndarray, rate: float, explore: ExploreFn
+    scores: np.ndarray,
+    weights: np.ndarray,
+    allowed: np.ndarray,
+    rate: float,
+    explore: ExploreFn,
+    *,
+    lead: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """The slot's exploration and mixed distributions over all candidates, and the greedy index.
 
-    Both vectors are zero outside ``allowed``.
+    Both vectors are zero outside ``allowed``. With ``lead`` (candidate indices in the app's
+    order: apprentice mode), the slot's exploit choice is its first allowed index instead of
+    the best score (the best score when none is allowed).
     """
     indices = np.flatnonzero(allowed)
     allowed_scores = scores[indices]
-    greedy = int(indices[int(np.argmax(allowed_scores))])
+    greedy = _lead_choice(lead, allowed)
+    if greedy is None:
+        greedy = int(indices[int(np.argmax(allowed_scores))])
     p_explore = np.zeros(len(scores))
     if rate > 0.0:
         p_explore[indices] = explore(allowed_scores, weights[indices])
     mixed = rate * p_explore
     mixed[greedy] += 1.0 - rate
     return p_explore, mixed, greedy
+
+
+def _lead_choice(lead: Sequence[int] | None, allowed: np.ndarray) -> int | None:
+    if lead is None:
+        return None
+    return next((int(i) for i in lead if allowed[i]), None)
+
+
+def best_allowed(scores: np.ndarray, allowed: np.ndarray) -> int | None:
+    """The allowed index with the best score (None when nothing is allowed)."""
+    indices = np.flatnonzero(allowed)
+    return None if not len(indices) else int(indices[int(np.argmax(scores[indices]))])
 
 
 def sample_slate(
@@ -114,13 +136,15 @@ def sample_slate(
     weights: np.ndarray | None = None,
     distributions: list[np.ndarray] | None = None,
     scores_at: Callable[[int], np.ndarray] | None = None,
+    lead: Sequence[int] | None = None,
 ) -> list[SlotDraw]:
     """Draw up to ``slate_size`` slots (fewer when the constraints run out of candidates).
 
     When ``distributions`` is given, each slot's whole mixed distribution over the candidates
     (the one its probability was drawn from) is appended to it, in position order. With
     ``scores_at``, position ``k`` draws from ``scores_at(k)`` instead of ``scores`` (slots
-    with features of their own).
+    with features of their own). With ``lead``, each slot exploits the first allowed candidate
+    of that order instead of the best-scored one (``slot_distribution``).
 
     >>> rng = np.random.default_rng(0)
     >>> draws = sample_slate(np.array([0.1, 0.9, 0.5]), slate_size=2, rate=0.0,
@@ -140,7 +164,7 @@ def sample_slate(
         slot_rate = 1.0 if position in constraints.discovery_positions else rate
         slot_scores = scores if scores_at is None else np.asarray(scores_at(position), float)
         p_explore, mixed, greedy = slot_distribution(
-            slot_scores, weights, allowed, slot_rate, explore
+            slot_scores, weights, allowed, slot_rate, explore, lead=lead
         )
         if distributions is not None:
             distributions.append(mixed)

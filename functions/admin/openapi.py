@@ -18,6 +18,8 @@ from functions.common.api_models import (
     RewardIn,
     RewardsBody,
 )
+from functions.common.media_types import YAML
+from functions.common.request_ids import REQUEST_ID_HEADER
 
 TITLE = "Serendip"
 VERSION = "1.0.0"
@@ -81,7 +83,9 @@ def openapi_document() -> dict[str, Any]:
         "description": "The slate",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RankResponse"}}},
     }
+    _also_yaml(paths.get("/v1/policies/{policy}", {}).get("put", {}))
     _document_errors(paths)
+    _document_request_ids(paths)
     # Powertools' validation error bodies are never sent: every error is an ErrorResponse.
     for unused in ("HTTPValidationError", "ResponseValidationError", "ValidationError"):
         schemas.pop(unused, None)
@@ -97,6 +101,7 @@ ERRORS = (
     ("422", "Invalid field"),
 )
 UNAVAILABLE = ("503", "Storage or queue unavailable; nothing was changed, retry after Retry-After")
+RATE_LIMITED = ("429", "Over the tenant's request rate; nothing changed, retry after Retry-After")
 
 
 def _document_errors(paths: dict[str, Any]) -> None:
@@ -111,8 +116,29 @@ def _document_errors(paths: dict[str, Any]) -> None:
             for status, description in ERRORS:
                 responses[status] = {"description": description, **error}
             if operation.get("security") != []:
-                status, description = UNAVAILABLE
-                responses[status] = {"description": description, "headers": retry_after, **error}
+                for status, text in (RATE_LIMITED, UNAVAILABLE):
+                    responses[status] = {"description": text, "headers": retry_after, **error}
+
+
+def _also_yaml(operation: dict[str, Any]) -> None:
+    """A body the operation takes as YAML too (``functions.common.media_types``)."""
+    content = operation.get("requestBody", {}).get("content", {})
+    if "application/json" in content:
+        for media_type in sorted(YAML):
+            content[media_type] = dict(content["application/json"])
+
+
+def _document_request_ids(paths: dict[str, Any]) -> None:
+    """Every answer's ``x-request-id`` (``functions.common.request_ids``)."""
+    header = {
+        "description": "this request's id, also in the function's log lines; quote it when "
+        "reporting a problem",
+        "schema": {"type": "string"},
+    }
+    for methods in paths.values():
+        for operation in methods.values():
+            for response in operation.get("responses", {}).values():
+                response["headers"] = {**response.get("headers", {}), REQUEST_ID_HEADER: header}
 
 
 def openapi_json() -> str:

@@ -1,4 +1,5 @@
-"""Running an API handler: size cap and authentication before the resolver, errors mapped.
+"""Running an API handler: size cap, authentication and the tenant's rate limit before the
+resolver, errors mapped.
 
 Authentication happens before request validation, so a caller without a valid key learns
 nothing about the body's shape; the principal reaches routes through the resolver's context.
@@ -30,10 +31,13 @@ from functions.common.http import (
     parse_json_object,
     service_error_response,
 )
+from functions.common.media_types import RouteMediaTypes, decode_body
 from functions.common.observability import logger, metrics, tracer
+from functions.common.rate_limit import check_rate
+from functions.common.request_ids import start_request, with_request_id
 
 PUBLIC_PATHS = frozenset({"/v1/health", "/v1/openapi.json"})
-PATH_PATTERNS = {"policy": POLICY_NAME_PATTERN, "event_id": ID_PATTERN}
+PATH_PATTERNS = {"policy": POLICY_NAME_PATTERN, "event_id": ID_PATTERN, "item_id": ID_PATTERN}
 
 
 def api_resolver() -> APIGatewayRestResolver:
@@ -69,20 +73,30 @@ def handle(
     event: dict[str, Any],
     context: LambdaContext,
     pre_check: PreCheck | None = None,
+    media_types: RouteMediaTypes | None = None,
 ) -> dict[str, Any]:
-    """Cap the body, authenticate, run ``pre_check`` (e.g. a signature), then resolve."""
+    """Cap the body, authenticate, hold the tenant to its rate, run ``pre_check`` (e.g. a
+    signature), check the body's media type (``media_types``: what a route takes besides
+    JSON), then resolve. Every answer carries the request's id (``request_ids``)."""
+    request_id = start_request(event)
     try:
         check_body_size(event)
         if event.get("path") not in PUBLIC_PATHS:
             principal = authenticate(header(event, "x-api-key"))
+            check_rate(principal.tenant)
             if pre_check is not None:
                 principal = _checked(pre_check, event, principal)
             check_path_parameters(event)
             check_body_text(event)
+            event = decode_body(event, media_types)
             app.append_context(principal=principal)
     except ServiceError as error:
-        return service_error_response(error)
-    return app.resolve(event, context)
+        return with_request_id(service_error_response(error), request_id)
+    except Exception:
+        # The resolver maps what its routes raise; this is what the checks before it raised.
+        logger.exception("unhandled error before the route", extra={"path": event.get("path")})
+        return with_request_id(service_error_response(ServiceError("internal error")), request_id)
+    return with_request_id(app.resolve(event, context), request_id)
 
 
 def _checked(pre_check: PreCheck, event: dict[str, Any], principal: Principal) -> Principal:
@@ -113,13 +127,17 @@ def principal_of(app: APIGatewayRestResolver) -> Principal:
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 
-def api_handler(app: APIGatewayRestResolver, pre_check: PreCheck | None = None) -> LambdaHandler:
+def api_handler(
+    app: APIGatewayRestResolver,
+    pre_check: PreCheck | None = None,
+    media_types: RouteMediaTypes | None = None,
+) -> LambdaHandler:
     """The Lambda entry point of an API function: logging context, metrics, tracing, ``handle``."""
 
     @logger.inject_lambda_context(clear_state=True)
     @metrics.log_metrics
     @tracer.capture_lambda_handler
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return handle(app, event, context, pre_check)
+        return handle(app, event, context, pre_check, media_types)
 
     return lambda_handler

@@ -1,19 +1,25 @@
-"""The item catalog of a tenant: upserts, and candidates sent as ids."""
+"""The item catalog of a tenant: upserts, reads (one item, or pages in id order), and
+candidates sent as ids."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from pynamodb.exceptions import PynamoDBException
+from pynamodb.exceptions import DoesNotExist, PynamoDBException
 
 from bandit.domain import Candidate
 from functions.common.batches import put_all
-from functions.common.errors import PayloadTooLargeError, StorageError, ValidationFailedError
+from functions.common.errors import (
+    NotFoundError,
+    PayloadTooLargeError,
+    StorageError,
+    ValidationFailedError,
+)
 from functions.common.item_size import MAX_ITEM_BYTES, item_size
 from functions.common.tables import CatalogItem, bind, storable_number
 
@@ -83,22 +89,7 @@ def entries(tenant: str, deadline: Callable[[], float] | None = None) -> list[Ca
         for item in CatalogItem.query(tenant, page_size=1000):
             if deadline is not None and deadline() <= 0:
                 raise StorageError(f"catalog of tenant {tenant!r} not read in time")
-            vector = None
-            if item.embedding is not None:
-                vector = np.frombuffer(bytes(item.embedding), dtype="<f4").astype(np.float32)
-            out.append(
-                CatalogEntry(
-                    Candidate(
-                        id=item.sk,
-                        features=json.loads(item.features),
-                        category=item.category,
-                        creator=item.creator,
-                        created_at=None if item.created_at is None else float(item.created_at),
-                    ),
-                    vector,
-                    float(item.updated_at or 0),
-                )
-            )
+            out.append(_entry(item))
     except PynamoDBException as exc:
         raise StorageError(f"catalog unavailable: {exc.msg}") from exc
     return out
@@ -128,3 +119,43 @@ def resolve(tenant: str, ids: Sequence[tuple[int, str]]) -> dict[str, Candidate]
                 f"item '{item_id}' is not in the catalog", field=f"candidates[{position}]"
             )
     return found
+
+
+def _entry(item: CatalogItem) -> CatalogEntry:
+    vector = None
+    if item.embedding is not None:
+        vector = np.frombuffer(bytes(item.embedding), dtype="<f4").astype(np.float32)
+    return CatalogEntry(
+        Candidate(
+            id=item.sk,
+            features=json.loads(item.features),
+            category=item.category,
+            creator=item.creator,
+            created_at=None if item.created_at is None else float(item.created_at),
+        ),
+        vector,
+        float(item.updated_at or 0),
+    )
+
+
+def get(tenant: str, item_id: str) -> CatalogEntry:
+    """One item of the tenant's catalog; ``NotFoundError`` naming ``item_id`` if it has none."""
+    bind()
+    try:
+        return _entry(CatalogItem.get(tenant, item_id))
+    except DoesNotExist as exc:
+        raise NotFoundError(f"item '{item_id}' is not in the catalog", field="item_id") from exc
+    except PynamoDBException as exc:
+        raise StorageError(f"catalog unavailable: {exc.msg}") from exc
+
+
+def items_after(tenant: str, after: str | None, limit: int) -> Iterator[CatalogEntry]:
+    """At most ``limit`` items of the tenant's catalog in id order, from just after the id
+    ``after`` (from the first with ``None``), read as they are consumed."""
+    bind()
+    condition = None if after is None else CatalogItem.sk > after
+    try:
+        for item in CatalogItem.query(tenant, condition, limit=limit, page_size=limit):
+            yield _entry(item)
+    except PynamoDBException as exc:
+        raise StorageError(f"catalog unavailable: {exc.msg}") from exc

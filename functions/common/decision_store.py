@@ -256,6 +256,11 @@ def get(tenant: str, event_id: str) -> StoredDecision:
 
 def status(tenant: str, event_id: str) -> dict[str, Any]:
     """What the tenant may see of one event's state (also when its record is undecodable)."""
+    return status_and_record(tenant, event_id)[0]
+
+
+def status_and_record(tenant: str, event_id: str) -> tuple[dict[str, Any], DecisionRecord | None]:
+    """``status``, and the event's record with its stored rewards (None if undecodable)."""
     bind()
     try:
         item = DecisionItem.get(event_key(tenant, event_id), consistent_read=True)
@@ -263,6 +268,14 @@ def status(tenant: str, event_id: str) -> dict[str, Any]:
         raise NotFoundError(f"event '{event_id}' not found") from exc
     except PynamoDBException as exc:
         raise StorageError(f"decision store unavailable: {exc.msg}") from exc
+    try:
+        record: DecisionRecord | None = _stored(item).record
+    except UndecodableRecordError:
+        record = None
+    return _status_of(item, event_id), record
+
+
+def _status_of(item: DecisionItem, event_id: str) -> dict[str, Any]:
     policy = str(item.policy_key).split("#", 1)[1] if "#" in str(item.policy_key) else None
     return {
         "event_id": event_id,

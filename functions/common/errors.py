@@ -67,6 +67,17 @@ class PayloadTooLargeError(ServiceError):
     code = "payload_too_large"
 
 
+class RateLimitedError(ServiceError):
+    """The tenant is over its request rate; retry after ``retry_after`` seconds."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class UnavailableError(ServiceError):
     """A dependency is down; the caller should retry later. Nothing was accepted."""
 

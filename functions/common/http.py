@@ -25,12 +25,15 @@ from functions.common.api_models import UNION_TAGS
 from functions.common.errors import (
     BadRequestError,
     PayloadTooLargeError,
+    RateLimitedError,
     ServiceError,
     UnavailableError,
 )
 from functions.common.observability import logger
 
 MAX_BODY_BYTES = 1024 * 1024
+# Errors that tell the caller when to try again (a ``Retry-After`` header).
+RETRY_LATER = (UnavailableError, RateLimitedError)
 
 
 def error_response(
@@ -52,7 +55,13 @@ def error_response(
     )
 
 
+# Where a request parameter was read: the field is the parameter's own name (``limit``).
+PARAMETER_SOURCES = frozenset({"query", "path", "header", "cookie"})
+
+
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    if loc and loc[0] in PARAMETER_SOURCES:
+        loc = loc[1:]
     parts = [str(part) for part in loc if part != "body" and part not in UNION_TAGS]
     out = ""
     for part in parts:
@@ -83,9 +92,7 @@ def install_error_handlers(app: APIGatewayRestResolver) -> None:
 
     @app.exception_handler(ServiceError)
     def _service(error: ServiceError) -> Response[dict[str, Any]]:
-        headers = (
-            {"Retry-After": str(error.retry_after)} if isinstance(error, UnavailableError) else {}
-        )
+        headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RETRY_LATER) else {}
         if error.status >= 500:
             logger.warning("service unavailable", extra={"error": error.detail})
             headers.setdefault("Retry-After", "5")
@@ -211,7 +218,7 @@ def service_error_response(error: ServiceError) -> dict[str, Any]:
     if error.field:
         body["field"] = error.field
     headers = {"Content-Type": content_types.APPLICATION_JSON}
-    if isinstance(error, UnavailableError):
+    if isinstance(error, RETRY_LATER):
         headers["Retry-After"] = str(error.retry_after)
     return {
         "statusCode": error.status,

@@ -1,8 +1,9 @@
 """The learn queue: a FIFO queue whose message groups are (tenant, policy).
 
-Everything a policy's learner must do arrives here: rewards (forwarded by the router) and events
-whose reward wait is over (forwarded by the sweep). SQS hands a group's messages out in order
-and one batch at a time, so each policy learns without racing itself, and different policies
+Everything a policy's learner must do arrives here: rewards (forwarded by the router), events
+whose reward wait is over (forwarded by the sweep) and the chunks of retraining its model after a
+spec change (``retrain_body``). SQS hands a group's messages out in order and one batch at a
+time, so each policy learns without racing itself (nor its retrain), and different policies
 learn in parallel. A message holds at most ``MAX_BODY_BYTES`` as sent (JSON escapes non-ASCII,
 so the size is measured on the encoded body, never guessed from the input) and at most
 ``MAX_CLOSE_IDS`` event ids to close.
@@ -33,6 +34,12 @@ def group_id(tenant: str, policy: str) -> str:
 
 def _body(tenant: str, policy: str, rewards: Sequence[Any], close: Sequence[str]) -> str:
     return json.dumps({"tenant": tenant, "policy": policy, "rewards": rewards, "close": close})
+
+
+def retrain_body(tenant: str, policy: str, job: str, chunk: int) -> str:
+    """The message of one retrain chunk (the same body for the same chunk: SQS drops a resent
+    one within its deduplication window)."""
+    return json.dumps({"tenant": tenant, "policy": policy, "retrain": {"job": job, "chunk": chunk}})
 
 
 def bodies(

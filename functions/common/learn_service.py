@@ -23,17 +23,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bandit.decision_log import DecisionRecord
+from bandit.evaluate.progress import ProgressSums, event_progress
 from bandit.learn.history import Rewarded
 from bandit.learn.learning import SlotExample, examples_work, learn_examples, slot_examples
 from bandit.learn.rewards import record_closed, record_outcome, window_spec
 from bandit.serve.cost import MAX_SLOT_WORK
 from bandit.spec import PolicySpec
 from functions.common import (
+    challenger_service,
     counters,
     decision_store,
     model_store,
     open_events,
     policy_store,
+    progress_store,
     reward_join,
     users,
 )
@@ -77,6 +80,26 @@ class LearnReport:
     versions: list[int] = field(default_factory=list)
     failed_groups: set[Group] = field(default_factory=set)
     learned_keys: set[str] = field(default_factory=set)
+    # Learning progress by minute (``progress_store``): learned events by their decision time,
+    # model saves by the time they were made.
+    progress: dict[int, ProgressSums] = field(default_factory=dict)
+    # The events saved, in the order they were learned (for the policy's challenger).
+    learned_records: list[DecisionRecord] = field(default_factory=list)
+
+    def add_progress(self, moment: float, sums: ProgressSums) -> None:
+        """Add ``sums`` to the progress of ``moment``'s minute."""
+        minute = progress_store.bucket_of(moment, progress_store.MINUTE)
+        current = self.progress.get(minute)
+        self.progress[minute] = sums if current is None else current + sums
+
+    def outcome_progress(self, moment: float) -> None:
+        """Add the reward outcomes and failed events counted so far to ``moment``'s progress."""
+        sums = ProgressSums()
+        for outcome, times in self.outcomes.items():
+            sums.count("events_expired" if outcome == "expired" else f"rewards_{outcome}", times)
+        sums.count("events_failed", self.events_failed)
+        if sums.counts:
+            self.add_progress(moment, sums)
 
     def count(self, outcome: RewardOutcome, times: int = 1) -> None:
         """Count ``times`` rewards with ``outcome``."""
@@ -101,6 +124,10 @@ class LearnReport:
         self.versions += other.versions
         self.failed_groups |= other.failed_groups
         self.learned_keys |= other.learned_keys
+        self.learned_records += other.learned_records
+        for minute, sums in other.progress.items():
+            current = self.progress.get(minute)
+            self.progress[minute] = sums if current is None else current + sums
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +223,17 @@ class Learner:
         handles data problems itself.
         """
         moment = self.clock() if now is None else now
+        mine = LearnReport()
+        try:
+            self._learn_work_attempts(work, mine, moment)
+        finally:
+            self._record_progress(work, mine, moment)
+            report.merge(mine)
+            # The challenger evaluates, then learns, what the champion saved (best effort; a
+            # promotion changes the spec, so it comes after every save of this work).
+            challenger_service.after_learning(work.tenant, work.policy, mine.learned_records)
+
+    def _learn_work_attempts(self, work: PolicyWork, report: LearnReport, moment: float) -> None:
         for _attempt in range(MAX_ATTEMPTS):
             attempt = LearnReport()
             try:
@@ -213,9 +251,23 @@ class Learner:
                 self.models.forget(work.tenant, work.policy)
                 report.merge(attempt, learned_only=True)
                 continue
+            except Exception:
+                report.merge(attempt, learned_only=True)  # the saves made so far stand
+                raise
+            attempt.outcome_progress(moment)
             report.merge(attempt)
             return
         raise StorageError(f"could not learn for '{work.policy}' after {MAX_ATTEMPTS} attempts")
+
+    @staticmethod
+    def _record_progress(work: PolicyWork, report: LearnReport, moment: float) -> None:
+        """Add the work's progress to the policy's counters (best effort: learning is saved)."""
+        try:
+            progress_store.add(work.tenant, work.policy, report.progress)
+        except StorageError as exc:
+            logger.warning("progress counters not updated", extra={"error": exc.detail})
+        except Exception:  # a fault of ours must not fail learning that is saved
+            logger.exception("progress counters not updated")
 
     def _learn_work_once(self, work: PolicyWork, report: LearnReport, now: float) -> None:
         tenant, policy = work.tenant, work.policy
@@ -331,7 +383,7 @@ class Learner:
         tenant, policy = work.tenant, work.policy
         stored = policy_store.get(tenant, policy)
         spec = stored.spec
-        cached, stale = self.models.get(tenant, policy, spec, stored.head_version)
+        cached, stale = self.models.get(tenant, policy, spec, stored.head_version, stored.lineage)
         if stale:
             # Learning on an older model would drop the versions in between: leave the work
             # for a retry once the head loads again.
@@ -355,13 +407,37 @@ class Learner:
             # The in-memory model has absorbed events that were not saved: drop it.
             self.models.forget(tenant, policy)
             raise
-        self.models.put(tenant, policy, CachedModel(version, model, tuple(spec.vw_args())))
+        self.models.put(
+            tenant,
+            policy,
+            CachedModel(version, model, tuple(spec.vw_args()), stored.lineage),
+        )
         report.events_learned += len(keys)
         report.learned_keys.update(keys)
         report.slot_examples += slots
         report.versions.append(version)
         metrics.add_metric(name="EventsLearned", unit="Count", value=len(keys))
+        learned = [changes[key].record() for key in keys]
+        self._progress_of(report, learned, spec, version)
+        report.learned_records += learned
         self._after_learning(tenant, policy, [changes[key].record() for key in keys], spec)
+
+    def _progress_of(
+        self,
+        report: LearnReport,
+        records: Sequence[DecisionRecord],
+        spec: PolicySpec,
+        version: int,
+    ) -> None:
+        """What a save adds to the policy's progress: its events and one model version."""
+        for record in records:
+            try:
+                report.add_progress(record.timestamp, event_progress(record, spec.rewards))
+            except DATA_PROBLEMS as exc:  # learned already; only its figures are missing
+                logger.warning("event left out of progress", extra={"error": str(exc)[:200]})
+        report.add_progress(
+            self.clock(), ProgressSums(counts={"versions": 1.0}, last_version=version)
+        )
 
     @staticmethod
     def _set_aside(key: str, reason: str, report: LearnReport) -> None:

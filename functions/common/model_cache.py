@@ -25,6 +25,7 @@ class CachedModel:
     version: int
     model: VWModel
     spec_args: tuple[str, ...]
+    lineage: str | None = None  # the creation of the policy it belongs to
 
 
 class ModelCache:
@@ -35,16 +36,22 @@ class ModelCache:
         self._lock = threading.Lock()
 
     def get(
-        self, tenant: str, policy: str, spec: PolicySpec, head: int
+        self, tenant: str, policy: str, spec: PolicySpec, head: int, lineage: str | None = None
     ) -> tuple[CachedModel, bool]:
-        """The model at ``head`` (loading it if needed) and whether an older one was served."""
+        """The model at ``head`` (loading it if needed) and whether an older one was served.
+
+        ``lineage`` is the policy's creation (``StoredPolicy.lineage``): a model cached for an
+        earlier policy of the same name is never served, not even as the last good one.
+        """
         key = (tenant, policy)
         args = tuple(spec.vw_args())
         cached = self._models.get(key)
+        if cached and cached.lineage != lineage:
+            cached = None
         if cached and cached.version == head and cached.spec_args == args:
             return cached, False
         try:
-            fresh = self._load(tenant, policy, spec, head)
+            fresh = self._load(tenant, policy, spec, head, lineage)
         except (ModelError, StorageError) as exc:
             if cached is None:
                 raise
@@ -58,17 +65,19 @@ class ModelCache:
         return fresh, False
 
     @staticmethod
-    def _load(tenant: str, policy: str, spec: PolicySpec, head: int) -> CachedModel:
+    def _load(
+        tenant: str, policy: str, spec: PolicySpec, head: int, lineage: str | None
+    ) -> CachedModel:
         args = tuple(spec.vw_args())
         if head == 0:
-            return CachedModel(0, build_model(spec), args)
+            return CachedModel(0, build_model(spec), args, lineage)
         model = model_store.load(tenant, policy, head)
         if tuple(model.args) != args:
             # A spec change that resets the model saves a fresh head with it (policy_store), so
             # this is a head and a spec read at different moments: never serve a blank model
             # under a version number that names other weights.
             raise ModelError(f"model version {head} was built with other VW arguments")
-        return CachedModel(head, model, args)
+        return CachedModel(head, model, args, lineage)
 
     def put(self, tenant: str, policy: str, cached: CachedModel) -> None:
         """Remember a model the caller just saved (the learner's own head)."""

@@ -9,6 +9,7 @@ event is learned twice: the loser reloads and retries. The last ``KEEP_VERSIONS`
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 import zlib
@@ -18,6 +19,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError
+from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
@@ -64,6 +66,8 @@ class VersionInfo:
     examples_learned: int
     events_learned: int
     rolled_back_from: int | None
+    # After a spec change retrained from the log: events learned, skipped, and the log range.
+    retrained: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -75,6 +79,7 @@ class VersionInfo:
             "examples_learned": self.examples_learned,
             "events_learned": self.events_learned,
             "rolled_back_from": self.rolled_back_from,
+            "retrained": self.retrained,
         }
 
 
@@ -144,10 +149,16 @@ def _discard_object(item: ModelVersionItem) -> None:
 
 @dataclass(frozen=True, slots=True)
 class SpecChange:
-    """A new spec saved together with a fresh model: the old weights no longer fit it."""
+    """A new spec saved together with a model built for it: the old weights no longer fit it.
+
+    ``also`` are further updates of the policy item in the same write, made only if
+    ``only_if`` holds too (a retrained model: its job still being the policy's).
+    """
 
     spec_json: str
     expected_spec_version: int
+    also: tuple[Action, ...] = ()
+    only_if: Condition | None = None
 
 
 def save(
@@ -160,6 +171,7 @@ def save(
     rolled_back_from: int | None = None,
     spec_change: SpecChange | None = None,
     event_changes: Mapping[str, EventChange] | None = None,
+    retrained: Mapping[str, Any] | None = None,
 ) -> int:
     """Store ``model`` as version ``expected_head + 1`` and mark ``learned_events`` learned.
 
@@ -168,6 +180,9 @@ def save(
 
     With ``spec_change`` the policy's spec is replaced in the same transaction (conditional on
     its spec version), so no rank can pair the new spec with the old model or the reverse.
+    ``retrained`` is kept with the version: the log a spec change's model was retrained from.
+    The policy item notes the versions that start a line of their own (a model that learned
+    nothing) or copy another (a rollback), for ``lineage``.
     Raises ``HeadMovedError`` if the head (or the spec) moved and ``AlreadyLearnedError`` if
     any event was learned meanwhile; nothing is changed then.
     """
@@ -178,15 +193,28 @@ def save(
     item.examples_learned = model.examples_learned
     item.events_learned = model.events_learned
     item.rolled_back_from = rolled_back_from
+    item.retrained = None if retrained is None else json.dumps(retrained, sort_keys=True)
     policy_actions: list[Action] = [PolicyItem.head_version.set(version)]
     policy_condition = PolicyItem.head_version == expected_head
+    if rolled_back_from is not None:
+        copy = [[version, rolled_back_from]]
+        policy_actions.append(
+            PolicyItem.model_copies.set((PolicyItem.model_copies | []).append(copy))
+        )
+    elif model.events_learned == 0:
+        policy_actions.append(
+            PolicyItem.model_roots.set((PolicyItem.model_roots | []).append([version]))
+        )
     if spec_change is not None:
         policy_actions += [
             PolicyItem.spec.set(spec_change.spec_json),
             PolicyItem.spec_version.set(spec_change.expected_spec_version + 1),
             PolicyItem.updated_at.set(now),
+            *spec_change.also,
         ]
         policy_condition &= PolicyItem.spec_version == spec_change.expected_spec_version
+        if spec_change.only_if is not None:
+            policy_condition &= spec_change.only_if
     try:
         with TransactWrite(connection=transaction_connection()) as transaction:
             transaction.save(item, condition=ModelVersionItem.version.does_not_exist())
@@ -243,27 +271,97 @@ def _prune(tenant: str, policy: str, head: int) -> None:
         logger.warning("model pruning failed", extra={"policy": policy, "error": exc.msg})
 
 
+def _info(item: ModelVersionItem) -> VersionInfo:
+    return VersionInfo(
+        version=int(item.version),
+        size=int(item.size),
+        stored_in="s3" if item.s3_key else "inline",
+        created_at=float(item.created_at),
+        examples_learned=int(item.examples_learned),
+        events_learned=int(item.events_learned),
+        rolled_back_from=None if item.rolled_back_from is None else int(item.rolled_back_from),
+        retrained=None if item.retrained is None else json.loads(item.retrained),
+    )
+
+
+_INFO_ATTRIBUTES = [
+    "pk",
+    "version",
+    "s3_key",
+    "size",
+    "created_at",
+    "examples_learned",
+    "events_learned",
+    "rolled_back_from",
+    "retrained",
+]
+
+
+def version_info(tenant: str, policy: str, version: int) -> VersionInfo | None:
+    """What the models endpoint lists for one kept version (its blob unread); None if it is
+    not kept."""
+    bind()
+    try:
+        item = ModelVersionItem.get(
+            model_key(tenant, policy), version, attributes_to_get=_INFO_ATTRIBUTES
+        )
+    except DoesNotExist:
+        return None
+    except PynamoDBException as exc:
+        raise StorageError(f"model store unavailable: {exc.msg}") from exc
+    return _info(item)
+
+
+def line_marks(tenant: str, policy: str) -> tuple[list[int], dict[int, int]]:
+    """What the kept versions show of their lineage (``model_lineage``): the versions saved
+    with a model that had learned nothing, and the rollback copies (copy -> source)."""
+    bind()
+    roots: list[int] = []
+    copies: dict[int, int] = {}
+    try:
+        for item in ModelVersionItem.query(
+            model_key(tenant, policy),
+            attributes_to_get=["pk", "version", "events_learned", "rolled_back_from"],
+        ):
+            if item.rolled_back_from is not None:
+                copies[int(item.version)] = int(item.rolled_back_from)
+            elif not item.events_learned:
+                roots.append(int(item.version))
+    except PynamoDBException as exc:
+        raise StorageError(f"model store unavailable: {exc.msg}") from exc
+    return roots, copies
+
+
 def versions(tenant: str, policy: str) -> list[VersionInfo]:
     """Kept versions, newest first."""
     bind()
     try:
         items = ModelVersionItem.query(model_key(tenant, policy), scan_index_forward=False)
-        return [
-            VersionInfo(
-                version=int(item.version),
-                size=int(item.size),
-                stored_in="s3" if item.s3_key else "inline",
-                created_at=float(item.created_at),
-                examples_learned=int(item.examples_learned),
-                events_learned=int(item.events_learned),
-                rolled_back_from=None
-                if item.rolled_back_from is None
-                else int(item.rolled_back_from),
-            )
-            for item in items
-        ]
+        return [_info(item) for item in items]
     except PynamoDBException as exc:
         raise StorageError(f"model store unavailable: {exc.msg}") from exc
+
+
+def versions_before(
+    tenant: str, policy: str, before: int | None, limit: int
+) -> tuple[list[VersionInfo], bool]:
+    """At most ``limit`` kept versions older than ``before`` (all with ``None``), newest first,
+    and whether older ones follow."""
+    bind()
+    condition = None if before is None else ModelVersionItem.version < before
+    try:
+        items = ModelVersionItem.query(
+            model_key(tenant, policy),
+            condition,
+            scan_index_forward=False,
+            limit=limit + 1,
+            page_size=limit + 1,
+            attributes_to_get=_INFO_ATTRIBUTES,
+        )
+        found = [_info(item) for item in items]
+    except PynamoDBException as exc:
+        raise StorageError(f"model store unavailable: {exc.msg}") from exc
+    return found[:limit], len(found) > limit
 
 
 class IncompatibleModelError(Exception):

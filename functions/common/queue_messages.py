@@ -1,7 +1,8 @@
 """The bodies of the stack's queue messages, validated strictly on the way in.
 
 - ``RewardMessage``: one webhook post on the reward queue (tenant and its validated rewards).
-- ``LearnMessage``: one policy's work on the learn queue (rewards to join, events to close).
+- ``LearnMessage``: one policy's work on the learn queue (rewards to join, events to close), or
+  one chunk of retraining its model after a spec change (``RetrainStep``).
 """
 
 from __future__ import annotations
@@ -50,8 +51,18 @@ class RewardMessage(BaseModel):
     rewards: list[QueuedReward] = Field(min_length=1, max_length=MAX_REWARDS)
 
 
+class RetrainStep(BaseModel):
+    """The chunk of a retrain job to run next (``functions.common.retrain_service``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    job: str = Field(pattern=r"^[0-9a-f]{32}$")
+    chunk: int = Field(ge=0, le=10**9)
+
+
 class LearnMessage(BaseModel):
-    """One message of a (tenant, policy) group on the learn queue."""
+    """One message of a (tenant, policy) group on the learn queue: work to learn, or one
+    retrain chunk (then nothing else)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -59,3 +70,10 @@ class LearnMessage(BaseModel):
     policy: str = Field(min_length=1)
     rewards: list[QueuedReward] = Field(default_factory=list)
     close: list[str] = Field(default_factory=list)
+    retrain: RetrainStep | None = None
+
+    @model_validator(mode="after")
+    def _retrain_alone(self) -> Self:
+        if self.retrain is not None and (self.rewards or self.close):
+            raise ValueError("a retrain message carries no rewards and no events to close")
+        return self

@@ -93,6 +93,7 @@ class RankService:
                 slate_size=body.slate_size,
                 exclude=body.exclude,
                 defer_activation=body.defer_activation,
+                baseline=body.baseline,
             ),
             profile,
             started=started,
@@ -159,7 +160,9 @@ class RankService:
     ) -> tuple[dict[str, Any], RankResult]:
         spec = stored.spec
         policy = spec.name
-        cached, degraded = self.models.get(tenant, policy, spec, stored.head_version)
+        cached, degraded = self.models.get(
+            tenant, policy, spec, stored.head_version, stored.lineage
+        )
         candidates = decision.candidates
         interactions = profile.interactions
         segment = spec.segment_for(interactions).name
@@ -213,6 +216,10 @@ class RankService:
         metrics.add_metric(
             name="ExploredSlots", unit="Count", value=sum(s.explored for s in result.slots)
         )
+        # The budget-drift alarm compares explored slots with these (docs/operations.md).
+        served = len(result.slots)
+        metrics.add_metric(name="ServedSlots", unit="Count", value=served)
+        metrics.add_metric(name="BudgetTargetSlots", unit="Count", value=result.budget * served)
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         metrics.add_metric(name="RankLatency", unit="Milliseconds", value=elapsed_ms)
         return {

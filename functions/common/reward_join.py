@@ -179,6 +179,8 @@ def _outcome(
 ) -> RewardOutcome:
     if not decision.open:
         return RewardOutcome.LATE
+    if entry["item_id"] not in {slot.item_id for slot in decision.record.slate}:
+        return RewardOutcome.ORPHAN  # kept on the event, never learned: it was not shown
     if window is None:
         return RewardOutcome.APPLIED
     if entry["type"] not in window.types:

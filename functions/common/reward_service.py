@@ -23,11 +23,13 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bandit.errors import FieldError
+from bandit.learn.rewards import record_outcome, reward_outcomes
+from bandit.spec import RewardSpec
 from functions.common import decision_store, impressions, policy_store
 from functions.common.api_models import ActivateBody, RewardIn, RewardsBody
 from functions.common.auth import Principal, verify_webhook
 from functions.common.aws import sqs
-from functions.common.errors import BadRequestError, UnavailableError
+from functions.common.errors import BadRequestError, NotFoundError, UnavailableError
 from functions.common.http import parse_json, parse_json_object
 from functions.common.observability import logger, metrics
 from functions.common.settings import settings
@@ -159,6 +161,44 @@ def seen_positions(request: ActivateBody, slots: int) -> list[int] | None:
 
 
 def event_status(principal: Principal, event_id: str) -> dict[str, Any]:
-    """An event's state: open, learned, expired or failed (with the reason it was set aside)."""
-    principal.require("reward")
-    return decision_store.status(principal.tenant, event_id)
+    """An event's state: open, learned, expired or failed (with the reason it was set aside),
+    its slate, and each stored reward with what became of it (scope ``reward`` or ``admin``)."""
+    if "admin" not in principal.scopes:
+        principal.require("reward")
+    state, record = decision_store.status_and_record(principal.tenant, event_id)
+    if record is None:
+        return {**state, "slate": None, "joined_rewards": None}
+    try:
+        spec: RewardSpec | None = policy_store.get(principal.tenant, record.policy).spec.rewards
+    except NotFoundError:
+        spec = None
+    seen = {slot.position for slot in record.seen_slots()}
+    learned = None if spec is None else record_outcome(record, spec).per_item
+    slate = [
+        {
+            "id": slot.item_id,
+            "position": slot.position,
+            "probability": slot.probability,
+            "explored": slot.explored,
+            "seen": slot.position in seen,
+            "reward": (
+                learned.get(slot.item_id)
+                if learned is not None and state["status"] == "learned" and slot.position in seen
+                else None
+            ),
+        }
+        for slot in sorted(record.slate, key=lambda s: s.position)
+    ]
+    outcomes = reward_outcomes(record, spec, state["status"])
+    joined = [
+        {
+            "item_id": reward.item_id,
+            "type": reward.type,
+            "value": reward.value,
+            "timestamp": reward.timestamp,
+            "final": reward.final,
+            "outcome": outcome,
+        }
+        for reward, outcome in zip(record.rewards, outcomes, strict=True)
+    ]
+    return {**state, "slate": slate, "joined_rewards": joined}

@@ -6,10 +6,24 @@ the result; ``reset_settings()`` forgets it (tests pointing at a fresh moto).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
+
+from functions.common.ids import check_tenant
+
+
+class RequestRate(NamedTuple):
+    """A token bucket's refill rate (requests per second; 0 is no limit) and its size."""
+
+    per_second: float
+    burst: float
+
+
+NO_LIMIT = RequestRate(0.0, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +63,10 @@ class Settings:
     # The taste factors the index builder fits for every tenant (bandit.learn.taste_factors).
     taste_kinds: tuple[str, ...] = ("item", "category")
     taste_dims: int = 24
+    # The rate each container lets one tenant call the /v1 API at (functions.common.rate_limit),
+    # and tenants with rates of their own.
+    tenant_rate: RequestRate = NO_LIMIT
+    tenant_rate_overrides: tuple[tuple[str, RequestRate], ...] = ()
 
 
 def _env(name: str, default: str) -> str:
@@ -89,6 +107,8 @@ def settings() -> Settings:
         index_cache_seconds=float(_env("INDEX_CACHE_SECONDS", "60")),
         taste_kinds=_taste_kinds(_env("TASTE_KINDS", "item,category")),
         taste_dims=max(2, min(128, int(_env("TASTE_DIMS", "24")))),
+        tenant_rate=request_rate(_env("TENANT_RATE_LIMIT", "0"), "TENANT_RATE_LIMIT"),
+        tenant_rate_overrides=rate_overrides(_env("TENANT_RATE_OVERRIDES", "")),
     )
 
 
@@ -112,6 +132,52 @@ def _events_per_save(raw: str) -> int:
     if not 1 <= value <= MAX_EVENTS_PER_SAVE:
         raise ValueError(f"LEARN_EVENTS_PER_SAVE must be 1 to {MAX_EVENTS_PER_SAVE}, not {raw!r}")
     return value
+
+
+def request_rate(raw: str, variable: str) -> RequestRate:
+    """``RATE`` or ``RATE/BURST`` (requests per second, bucket size; the burst defaults to one
+    second's worth, at least 1); ``0`` is no limit. ``ValueError`` names ``variable``.
+
+    >>> request_rate("20", "TENANT_RATE_LIMIT")
+    RequestRate(per_second=20.0, burst=20.0)
+    >>> request_rate("0.5/3", "TENANT_RATE_LIMIT")
+    RequestRate(per_second=0.5, burst=3.0)
+    """
+    rate_text, _, burst_text = raw.strip().partition("/")
+    try:
+        rate = float(rate_text)
+        burst = float(burst_text) if burst_text else max(1.0, rate)
+    except ValueError:
+        rate = burst = math.nan
+    if not (math.isfinite(rate) and math.isfinite(burst) and rate >= 0.0):
+        raise ValueError(f"{variable}: use RATE or RATE/BURST (requests per second), not {raw!r}")
+    if rate == 0.0:
+        return NO_LIMIT
+    if burst < 1.0:
+        raise ValueError(f"{variable}: the burst must be at least 1 request, not {raw!r}")
+    return RequestRate(rate, burst)
+
+
+def rate_overrides(raw: str) -> tuple[tuple[str, RequestRate], ...]:
+    """``TENANT_RATE_OVERRIDES``: ``tenant=RATE[/BURST]``, comma-separated.
+
+    >>> rate_overrides("acme=200/400, trial=0")
+    (('acme', RequestRate(per_second=200.0, burst=400.0)),
+     ('trial', RequestRate(per_second=0.0, burst=0.0)))
+    """
+    overrides = []
+    for entry in (part.strip() for part in raw.split(",")):
+        if not entry:
+            continue
+        tenant, equals, rate = entry.partition("=")
+        try:
+            check_tenant(tenant.strip())
+        except ValueError as exc:
+            raise ValueError(f"TENANT_RATE_OVERRIDES: {exc}") from exc
+        if not equals:
+            raise ValueError(f"TENANT_RATE_OVERRIDES: use tenant=RATE[/BURST], not {entry!r}")
+        overrides.append((tenant.strip(), request_rate(rate, "TENANT_RATE_OVERRIDES")))
+    return tuple(overrides)
 
 
 def reset_settings() -> None:

@@ -74,6 +74,21 @@ class PolicyItem(StoredModel):
     spec_version = NumberAttribute(default=1)
     head_version = NumberAttribute(default=0)
     updated_at = NumberAttribute(default=0)
+    # Set when the policy is created: a policy deleted and created again under its name numbers
+    # its model versions from 1 again, and a cached model of the old one must not pass for one.
+    lineage = UnicodeAttribute(null=True)
+    # Which versions a head's model holds the events of (``model_store.lineage``): versions
+    # saved with a model that had learned nothing, and copies made by rollbacks [copy, source].
+    model_roots = ListAttribute(null=True)  # type: ignore[var-annotated]
+    model_copies = ListAttribute(null=True)  # type: ignore[var-annotated]
+    # A spec change retrained from the decision log (``functions.common.retrain_service``): the
+    # spec waiting to become current, the job, the next chunk it expects (none once the job
+    # ended), its progress as shown (JSON) and where it got to (JSON).
+    pending_spec = UnicodeAttribute(null=True)
+    retrain_job = UnicodeAttribute(null=True)
+    retrain_chunk = NumberAttribute(null=True)
+    retrain_status = UnicodeAttribute(null=True)
+    retrain_cursor = UnicodeAttribute(null=True)
 
 
 class ModelVersionItem(StoredModel):
@@ -92,6 +107,7 @@ class ModelVersionItem(StoredModel):
     examples_learned = NumberAttribute(default=0)
     events_learned = NumberAttribute(default=0)
     rolled_back_from = NumberAttribute(null=True)
+    retrained = UnicodeAttribute(null=True)  # JSON: the log a spec change was retrained from
 
 
 class ByPolicyIndex(GlobalSecondaryIndex["DecisionItem"]):
@@ -255,6 +271,42 @@ class PersonalizerEvaluationItem(StoredModel):
     body = BinaryAttribute(legacy_encoding=False)  # zlib-compressed JSON of the evaluation
 
 
+class ProgressItem(StoredModel):
+    """A policy's learning progress in one time bucket (``functions.common.progress_store``),
+    on the counters table."""
+
+    class Meta:
+        table_name = UNBOUND
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#policy#progress
+    sk = UnicodeAttribute(range_key=True)  # the bucket's start, unix seconds, zero-padded
+    sums = UnicodeAttribute()  # JSON of ``bandit.evaluate.progress.ProgressSums.as_dict``
+    expires_at = TTLAttribute(null=True)
+
+
+class ChallengerItem(StoredModel):
+    """A policy's challenger (``functions.common.challenger_service``), on the counters table."""
+
+    class Meta:
+        table_name = UNBOUND
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#policy#challenger
+    sk = UnicodeAttribute(range_key=True)  # "state"
+    spec = UnicodeAttribute()  # the challenger's spec (JSON), named as the policy
+    rule = UnicodeAttribute()  # JSON: margin, min_events, auto_promote
+    status = UnicodeAttribute()  # running | promoted | rolled_back
+    started_at = NumberAttribute()
+    updated_at = NumberAttribute()
+    standing = UnicodeAttribute()  # JSON: both estimates' sums, events learned
+    judgement = UnicodeAttribute(null=True)  # the promotion rule's last answer
+    blob = BinaryAttribute(null=True, legacy_encoding=False)  # zlib model, when small
+    s3_key = UnicodeAttribute(null=True)  # else the model's object
+    promoted_version = NumberAttribute(null=True)
+    champion_spec = UnicodeAttribute(null=True)  # the spec it replaced (for a rollback)
+    champion_version = NumberAttribute(null=True)  # the head it replaced
+    version = VersionAttribute()
+
+
 # What ``serendip keys list`` shows; never a secret, sealed or not.
 KEY_LISTING_ATTRIBUTES = ["scopes", "name", "created_at", "revoked", "secret_info"]
 
@@ -320,6 +372,8 @@ _TABLES: dict[type[Model], str] = {
     IndexHeadItem: "counters_table",
     PersonalizerSettingsItem: "counters_table",
     PersonalizerEvaluationItem: "counters_table",
+    ProgressItem: "counters_table",
+    ChallengerItem: "counters_table",
     ApiKeyItem: "keys_table",
 }
 

@@ -1,9 +1,10 @@
 """SQS FIFO consumer of the learn queue: each (tenant, policy) group's work, learned in order.
 
 A batch holds messages of one or more groups. Each group's messages are merged (rewards to join,
-events to close) and learned together; a group whose learning fails hands all of its messages
-back (SQS keeps a group's order, so none of its later messages may succeed without the failed
-one), while every other group of the batch is done.
+events to close) and learned together, then its retrain chunks (``retrain_service``) run; a
+group whose learning or retraining fails hands all of its messages back (SQS keeps a group's
+order, so none of its later messages may succeed without the failed one; redelivered, each is
+applied once), while every other group of the batch is done.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from functions.common.learn_service import Learner, LearnReport, PolicyWork
+from functions.common.learn_service import Learner, LearnReport, OutOfTimeError, PolicyWork
 from functions.common.observability import logger, metrics, tracer
-from functions.common.queue_messages import LearnMessage
+from functions.common.queue_messages import LearnMessage, RetrainStep
+from functions.common.retrain_service import Retrainer
 
 _learner: Learner | None = None
 
@@ -37,10 +39,33 @@ class _Group:
         self.policy = policy
         self.rewards: list[dict[str, Any]] = []
         self.close: list[str] = []
+        self.retrain: list[RetrainStep] = []
         self.messages: list[str] = []
 
     def work(self) -> PolicyWork:
         return PolicyWork(self.tenant, self.policy, self.rewards, list(dict.fromkeys(self.close)))
+
+    def learn(self, report: LearnReport) -> bool:
+        """Learn the group's work, then run its retrain chunks; False if any of it failed."""
+        if (self.rewards or self.close) and not learner().learn_isolated(self.work(), report):
+            return False
+        return all(self._retrain(step) for step in self.retrain)
+
+    def _retrain(self, step: RetrainStep) -> bool:
+        try:
+            Retrainer(learner().time_left).run(self.tenant, self.policy, step)
+        except OutOfTimeError as exc:
+            logger.info(str(exc), extra={"tenant": self.tenant, "policy": self.policy})
+            return False
+        except Exception:
+            # An outage (or a fault of ours): the chunk is run again from what it committed.
+            logger.exception(
+                "retrain chunk failed; it will be retried",
+                extra={"tenant": self.tenant, "policy": self.policy, "job": step.job},
+            )
+            metrics.add_metric(name="RetrainChunksFailed", unit="Count", value=1)
+            return False
+        return True
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -72,15 +97,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         group_ids[key] = group_id
         group.rewards += [reward.model_dump() for reward in message.rewards]
         group.close += message.close
+        if message.retrain is not None:
+            group.retrain.append(message.retrain)
         group.messages.append(message_id)
     report = LearnReport()
     # No save starts too near the timeout: what is left is handed back, what was saved stays.
     learner().time_left = lambda: context.get_remaining_time_in_millis() / 1000.0
     try:
         for key, group in groups.items():
-            if group_ids[key] in broken_groups or not learner().learn_isolated(
-                group.work(), report
-            ):
+            if group_ids[key] in broken_groups or not group.learn(report):
                 failed += group.messages
     finally:
         learner().time_left = None

@@ -106,6 +106,7 @@ class Api:
         headers: dict[str, str] | None = None,
         sign_body: bool = False,
         api_key: str | None = None,
+        query: str = "",
     ) -> tuple[int, Any, dict[str, str]]:
         raw = body if isinstance(body, bytes | str) or body is None else json.dumps(body)
         all_headers = {"content-type": "application/json", "x-api-key": api_key or self.key.api_key}
@@ -115,7 +116,9 @@ class Api:
                 data, self.key.webhook_secret, int(time.time())
             )
         all_headers.update(headers or {})
-        event = proxy_event(method, path, resource=resource, body=raw, headers=all_headers)
+        event = proxy_event(
+            method, path, resource=resource, body=raw, headers=all_headers, query=query
+        )
         response = handler(event, FakeLambdaContext())
         # REST responses carry their headers in ``multiValueHeaders``.
         sent = {k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items() if v}

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from functions.common import decision_store, sweep_service
+from functions.common import decision_store, retrain_service, sweep_service
 from functions.common.auth import NewKey, create_key
 from functions.common.personalizer import evaluations
 from functions.common.settings import reset_settings
@@ -37,8 +37,6 @@ pytestmark = pytest.mark.after_all_suites
 # unused-grant check fails on any other unused grant (and on one of these once it is used, so
 # the list stays true).
 UNEXERCISED = {
-    ("AdminFunction", "dynamodb:DeleteItem", "table/ModelsTable"): "pruning after a spec change",
-    ("AdminFunction", "s3:DeleteObject", "ModelBucket/models/*"): "pruning; a failed save",
     ("LearnFunction", "s3:DeleteObject", "ModelBucket/models/*"): "pruning; a failed save",
     ("PersonalizerFunction", "dynamodb:DeleteItem", "table/ModelsTable"): "pruning after a reset",
     ("PersonalizerFunction", "s3:DeleteObject", "ModelBucket/models/*"): "pruning; a failed save",
@@ -57,7 +55,9 @@ class Routes:
     def __init__(self, api: Api, function: LocalFunction) -> None:
         self.api, self.function = api, function
 
-    def call(self, method: str, path: str, resource: str, body: Any = None) -> tuple[int, Any]:
+    def call(
+        self, method: str, path: str, resource: str, body: Any = None, query: str = ""
+    ) -> tuple[int, Any]:
         status, payload, _ = self.api.call(
             as_handler(self.function),
             method,
@@ -65,6 +65,7 @@ class Routes:
             None if body is None else json.dumps(body),
             resource=resource,
             sign_body=path == "/v1/rewards",
+            query=query,
         )
         return status, payload
 
@@ -144,20 +145,42 @@ def drive_every_function(aws: dict[str, str], api: Api, monkeypatch: pytest.Monk
         ("GET", "/v1/policies/for-you", policy, None),
         ("GET", "/v1/policies/for-you/models", policy + "/models", None),
         ("GET", "/v1/policies/for-you/metrics", policy + "/metrics", None),
+        ("GET", "/v1/policies/for-you/progress", policy + "/progress", None),
         ("PUT", "/v1/items", "/v1/items", {"items": [{"id": "item-0", "features": {"n": 0}}]}),
+        ("GET", "/v1/items", "/v1/items", None),
+        ("GET", "/v1/items/item-0", "/v1/items/{item_id}", None),
         ("GET", "/v1/health", "/v1/health", None),
         ("GET", "/v1/openapi.json", "/v1/openapi.json", None),
     ]:
         status, payload = admin.call(method, path, resource, sent)
         assert status == 200, (path, payload)
     status, spec = admin.call("GET", "/v1/policies/for-you", policy)
+    # New VW arguments retrained from the log by the learner, in several chunks (so that each
+    # stages its model and plan, and the next reads them)
     changed = {**spec["spec"], "vw": {**spec["spec"]["vw"], "args": ["--cb_type", "dm"]}}
     status, put = admin.call("PUT", "/v1/policies/for-you", policy, changed)
+    assert status == 202 and put["retrain"]["state"] == "running", put
+    monkeypatch.setattr(retrain_service, "CHUNK_WORK", 1)
+    assert deliver(aws["LEARN_QUEUE_URL"], as_handler(functions["LearnFunction"])) == []
+    status, retrained = admin.call("GET", "/v1/policies/for-you", policy)
+    assert retrained["retrain"]["state"] == "done", retrained
+    # And others, with a fresh model at once
+    fresh = {**changed, "vw": {**changed["vw"], "args": ["--cb_type", "dm", "-q", "CI"]}}
+    status, put = admin.call("PUT", "/v1/policies/for-you", policy, fresh, query="model=fresh")
     assert status == 200 and put["model_reset"], put
     status, rolled = admin.call(
         "POST", "/v1/policies/for-you/rollback", policy + "/rollback", {"version": 1}
     )
     assert status in (200, 422), rolled
+    # A policy with a model version in S3 (a spec change reset it), deleted with its object
+    gone = {**spec["spec"], "name": "iam-gone"}
+    assert admin.call("PUT", "/v1/policies/iam-gone", policy, gone)[0] == 200
+    reset = {**gone, "vw": {**gone["vw"], "args": ["--cb_type", "dm"]}}
+    status, put = admin.call("PUT", "/v1/policies/iam-gone", policy, reset)
+    assert status == 200 and put["model_reset"], put
+    status, deleted = admin.call("DELETE", "/v1/policies/iam-gone", policy)
+    assert status == 200, deleted
+    assert (deleted["deleted"]["model_versions"], deleted["deleted"]["model_objects"]) == (1, 1)
     drive_personalizer(api, functions["PersonalizerFunction"], monkeypatch)
 
 

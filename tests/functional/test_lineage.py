@@ -1,7 +1,8 @@
 """Lineage is truth: every rank and decision record names the model that really made it.
 
-A spec change that makes the old weights unusable (VW arguments) saves a fresh model as a new
-head version with the spec, atomically; other changes keep the model. Rollback never pairs a
+A spec change that makes the old weights unusable (VW arguments) with ``model=fresh`` saves a
+fresh model as a new head version with the spec, atomically (the default retrains one from the
+log first: ``test_retrain.py``); other changes keep the model. Rollback never pairs a
 spec with a model built for other arguments, and a rollback that races the learner answers 409.
 """
 
@@ -33,8 +34,14 @@ def rank(api: Api) -> dict[str, Any]:
 
 
 def put_spec(api: Api, spec: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Put ``spec``; a VW-argument change starts a fresh model at once (``model=fresh``)."""
     status, payload, _ = api.call(
-        admin_handler, "PUT", "/v1/policies/for-you", spec, resource=POLICY_PATH
+        admin_handler,
+        "PUT",
+        "/v1/policies/for-you",
+        spec,
+        resource=POLICY_PATH,
+        query="model=fresh",
     )
     return status, dict(payload)
 

@@ -283,6 +283,30 @@ def test_service_configuration_round_trips_onto_the_policy_spec(
     assert spec.budget_for("all") == 0.05 and spec.rewards.aggregation == "earliest"
 
 
+def test_apprentice_learning_mode_serves_the_baseline_action_and_reads_back(
+    api: PersonalizerApi, tenant: NewKey
+) -> None:
+    sent = {**CONFIG, "learningMode": "Apprentice", "explorationPercentage": 0.2}
+    assert api.call("PUT", f"{V1}/configurations/service", sent)[0] == 200
+    assert api.call("GET", f"{V1}/configurations/service")[1]["learningMode"] == "Apprentice"
+    assert policy_store.get(tenant.tenant, "personalizer").spec.mode == "apprentice"
+    # The baseline action is the first one not excluded: served unless the slot explored
+    answers = [rank(api, excludedActions=["article-0"]) for _ in range(40)]
+    exploited = 0
+    for answer in answers:
+        record = decision_store.get(tenant.tenant, answer["eventId"]).record
+        slot, rate = record.slate[0], record.exploration.rate
+        assert record.baseline == ["article-1"]
+        if not slot.explored:
+            exploited += 1
+            assert answer["rewardActionId"] == slot.item_id == "article-1"
+            assert answer["ranking"][0]["probability"] == pytest.approx(1 - rate + rate / 5)
+    assert exploited >= 20  # a 20% budget
+    back = {**CONFIG, "learningMode": "Online"}
+    assert api.call("PUT", f"{V1}/configurations/service", back)[0] == 200
+    assert policy_store.get(tenant.tenant, "personalizer").spec.mode == "live"
+
+
 @pytest.mark.parametrize(
     ("change", "code", "target", "status"),
     [
@@ -297,7 +321,8 @@ def test_service_configuration_round_trips_onto_the_policy_spec(
             "explorationPercentage",
             400,
         ),
-        ({"learningMode": "Apprentice"}, "OperationNotAllowed", None, 501),
+        ({"learningMode": "LoggingOnly"}, "OperationNotAllowed", None, 501),
+        ({"learningMode": "Shadow"}, "InvalidServiceConfiguration", "learningMode", 400),
         ({"isAutoOptimizationEnabled": True}, "OperationNotAllowed", None, 501),
     ],
 )

@@ -233,3 +233,18 @@ def test_the_pynamodb_models_fit_the_created_tables(
     finally:
         tables.unbind()
         reset_settings()
+
+
+def test_alarms_dashboard_topic_and_usage_plan_are_left_to_aws(stack: Stack) -> None:
+    # Given a template with alarms, a dashboard, an SNS topic and a usage plan
+    kinds = {r["Type"] for r in stack.template["Resources"].values()}
+    assert {
+        "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Dashboard",
+        "AWS::SNS::Topic",
+        "AWS::ApiGateway::UsagePlan",
+    } <= kinds
+    # Then the local stack creates none of them, and its environment names no deploy setting
+    assert boto3.client("sns").list_topics()["Topics"] == []
+    assert boto3.client("cloudwatch").describe_alarms()["MetricAlarms"] == []
+    assert not {"TENANT_RATE_LIMIT", "TENANT_RATE_OVERRIDES"} & set(stack.env)

@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bandit.evaluate.ope import estimate
+from bandit.evaluate.sums import Sums
 from bandit.spec import load_spec
 from functions.common.personalizer.configuration import arguments_of, spec_with_arguments
 from functions.common.personalizer.durations import format_duration, parse_duration
 from functions.common.personalizer.errors import PersonalizerError
-from functions.common.personalizer.evaluations import Sums
 from functions.common.personalizer.features import merge_feature_list
 from local.stack import POLICIES_DIR
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shutil
 import tomllib
@@ -14,7 +15,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from functions.common.settings import Settings
+from functions.common.settings import Settings, request_rate
 from functions.common.tables import KEY_LISTING_ATTRIBUTES, ApiKeyItem
 from local.iam import function_policies
 from local.resources import (
@@ -51,10 +52,19 @@ ROUTES = {
     ("GET", "/v1/policies"): "AdminFunction",
     ("GET", "/v1/policies/{policy}"): "AdminFunction",
     ("PUT", "/v1/policies/{policy}"): "AdminFunction",
+    ("DELETE", "/v1/policies/{policy}"): "AdminFunction",
     ("GET", "/v1/policies/{policy}/models"): "AdminFunction",
     ("POST", "/v1/policies/{policy}/rollback"): "AdminFunction",
     ("GET", "/v1/policies/{policy}/metrics"): "AdminFunction",
+    ("GET", "/v1/policies/{policy}/progress"): "AdminFunction",
+    ("PUT", "/v1/policies/{policy}/challenger"): "AdminFunction",
+    ("GET", "/v1/policies/{policy}/challenger"): "AdminFunction",
+    ("DELETE", "/v1/policies/{policy}/challenger"): "AdminFunction",
+    ("POST", "/v1/policies/{policy}/challenger/promote"): "AdminFunction",
+    ("POST", "/v1/policies/{policy}/challenger/rollback"): "AdminFunction",
     ("PUT", "/v1/items"): "AdminFunction",
+    ("GET", "/v1/items"): "AdminFunction",
+    ("GET", "/v1/items/{item_id}"): "AdminFunction",
     ("GET", "/v1/health"): "AdminFunction",
     ("GET", "/v1/openapi.json"): "AdminFunction",
     ("ANY", "/personalizer/{proxy+}"): "PersonalizerFunction",
@@ -95,6 +105,7 @@ TABLES: dict[str, TableSpec] = {
 MODELS = "ModelBucket/models/*"
 RECORDS = "ModelBucket/decisions/*"
 INDEXES = "ModelBucket/indexes/*"
+RETRAIN = "ModelBucket/retrain/*"
 ACCESS: dict[str, dict[str, set[str]]] = {
     "RankFunction": {
         "dynamodb:GetItem": {
@@ -124,6 +135,7 @@ ACCESS: dict[str, dict[str, set[str]]] = {
         "dynamodb:UpdateItem": {"table/DecisionsTable"},
         "sqs:SendMessage": {"RewardQueue"},
         "kms:Decrypt": {"key/WebhookSecretsKey"},
+        "s3:GetObject": {RECORDS},
     },
     "RouteFunction": {
         "dynamodb:BatchGetItem": {"table/DecisionsTable"},
@@ -136,14 +148,15 @@ ACCESS: dict[str, dict[str, set[str]]] = {
             "table/CountersTable",
         },
         "dynamodb:UpdateItem": {"table/DecisionsTable", "table/PoliciesTable"},
-        "dynamodb:GetItem": {"table/PoliciesTable", "table/ModelsTable"},
-        "dynamodb:Query": {"table/ModelsTable"},
-        "dynamodb:PutItem": {"table/ModelsTable", "table/UsersTable"},
+        "dynamodb:GetItem": {"table/PoliciesTable", "table/ModelsTable", "table/CountersTable"},
+        "dynamodb:Query": {"table/ModelsTable", "table/DecisionsTable/index/by_policy"},
+        "dynamodb:PutItem": {"table/ModelsTable", "table/UsersTable", "table/CountersTable"},
         "dynamodb:DeleteItem": {"table/ModelsTable"},
         "dynamodb:BatchWriteItem": {"table/CountersTable"},
-        "s3:GetObject": {MODELS, RECORDS},
-        "s3:PutObject": {MODELS},
-        "s3:DeleteObject": {MODELS},
+        "s3:GetObject": {MODELS, RECORDS, RETRAIN},
+        "s3:PutObject": {MODELS, RETRAIN},
+        "s3:DeleteObject": {MODELS, RETRAIN},
+        "sqs:SendMessage": {"LearnQueue"},
     },
     "SweepFunction": {
         "dynamodb:Query": {"table/DecisionsTable/index/open_events"},
@@ -152,19 +165,32 @@ ACCESS: dict[str, dict[str, set[str]]] = {
         "sqs:SendMessage": {"LearnQueue"},
     },
     "AdminFunction": {
-        "dynamodb:GetItem": {"table/KeysTable", "table/PoliciesTable", "table/ModelsTable"},
+        "dynamodb:GetItem": {
+            "table/KeysTable",
+            "table/PoliciesTable",
+            "table/ModelsTable",
+            "table/ItemsTable",
+            "table/CountersTable",
+        },
         "dynamodb:Query": {
             "table/PoliciesTable",
             "table/ModelsTable",
+            "table/ItemsTable",
             "table/DecisionsTable/index/by_policy",
+            "table/CountersTable",
         },
-        "dynamodb:PutItem": {"table/PoliciesTable", "table/ModelsTable"},
-        "dynamodb:DeleteItem": {"table/ModelsTable"},
+        "dynamodb:PutItem": {"table/PoliciesTable", "table/ModelsTable", "table/CountersTable"},
+        "dynamodb:DeleteItem": {
+            "table/PoliciesTable",
+            "table/ModelsTable",
+            "table/CountersTable",
+        },
         "dynamodb:UpdateItem": {"table/PoliciesTable"},
         "dynamodb:BatchWriteItem": {"table/ItemsTable"},
         "s3:GetObject": {MODELS, RECORDS},
         "s3:PutObject": {MODELS},
         "s3:DeleteObject": {MODELS},
+        "sqs:SendMessage": {"LearnQueue"},
     },
     "PersonalizerFunction": {
         "dynamodb:GetItem": {
@@ -455,7 +481,7 @@ def test_each_function_has_least_privilege(cfn: dict[str, Any], function: str) -
     assert set(role["ManagedPolicyArns"]) == managed
 
 
-def test_only_the_reward_fronts_send_rewards_and_only_router_and_sweep_send_work(
+def test_only_the_reward_fronts_send_rewards_and_only_router_sweep_and_retrains_send_work(
     cfn: dict[str, Any],
 ) -> None:
     def senders(queue: str) -> set[str]:
@@ -463,7 +489,13 @@ def test_only_the_reward_fronts_send_rewards_and_only_router_and_sweep_send_work
 
     # The webhook, and the Personalizer API (its rewards carry the key, not a signature)
     assert senders("RewardQueue") == {"RewardsFunction", "PersonalizerFunction"}
-    assert senders("LearnQueue") == {"RouteFunction", "SweepFunction"}
+    # Rewards, due events, and a retrain's chunks: the first from the PUT, the next from the last
+    assert senders("LearnQueue") == {
+        "RouteFunction",
+        "SweepFunction",
+        "AdminFunction",
+        "LearnFunction",
+    }
 
 
 def test_settings_read_every_resource_the_environment_names(sam: dict[str, Any]) -> None:
@@ -541,3 +573,451 @@ def test_translation_needs_no_region_in_the_environment(monkeypatch: pytest.Monk
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     translated = translate(load_template())
     assert translated["Resources"]["RankFunction"]["Type"] == "AWS::Lambda::Function"
+
+
+# ---------------------------------------------------------------- operations: alarms, dashboard,
+# usage plan, per-tenant rates, samconfig.toml (docs/operations.md)
+
+TOPIC = {"Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]}
+APP = [{"Name": "service", "Value": "serendip"}]  # what Powertools' EMF lines carry
+STAGE = [
+    {"Name": "ApiName", "Value": {"Ref": "AWS::StackName"}},  # the API's name: SAM's title
+    {"Name": "Stage", "Value": {"Ref": "Stage"}},
+]
+
+
+def _queue(logical_id: str) -> list[dict[str, Any]]:
+    return [{"Name": "QueueName", "Value": {"Fn::GetAtt": [logical_id, "QueueName"]}}]
+
+
+# alarm -> namespace, metric, dimensions, statistic, threshold parameter, missing data
+AlarmSpec = tuple[str, str, list[dict[str, Any]], str, str, str]
+ALARMS: dict[str, AlarmSpec] = {
+    "RewardDlqDepthAlarm": (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        _queue("RewardDLQ"),
+        "Maximum",
+        "DlqDepthThreshold",
+        "ignore",
+    ),
+    "LearnDlqDepthAlarm": (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        _queue("LearnDLQ"),
+        "Maximum",
+        "DlqDepthThreshold",
+        "ignore",
+    ),
+    "RewardQueueAgeAlarm": (
+        "AWS/SQS",
+        "ApproximateAgeOfOldestMessage",
+        _queue("RewardQueue"),
+        "Maximum",
+        "QueueAgeThresholdSeconds",
+        "ignore",
+    ),
+    "LearnQueueAgeAlarm": (
+        "AWS/SQS",
+        "ApproximateAgeOfOldestMessage",
+        _queue("LearnQueue"),
+        "Maximum",
+        "QueueAgeThresholdSeconds",
+        "ignore",
+    ),
+    "LearnErrorsAlarm": (
+        "AWS/Lambda",
+        "Errors",
+        [{"Name": "FunctionName", "Value": {"Ref": "LearnFunction"}}],
+        "Sum",
+        "LearnErrorsThreshold",
+        "notBreaching",
+    ),
+    "LearnGroupsFailedAlarm": (
+        "Serendip",
+        "LearnGroupsFailed",
+        APP,
+        "Sum",
+        "LearnGroupsFailedThreshold",
+        "notBreaching",
+    ),
+    "RankLatencyP95Alarm": (
+        "Serendip",
+        "RankLatency",
+        APP,
+        "p95",
+        "RankLatencyP95ThresholdMs",
+        "notBreaching",
+    ),
+    "ApiLatencyP95Alarm": (
+        "AWS/ApiGateway",
+        "Latency",
+        STAGE,
+        "p95",
+        "ApiLatencyP95ThresholdMs",
+        "notBreaching",
+    ),
+    "Api5xxAlarm": (
+        "AWS/ApiGateway",
+        "5XXError",
+        STAGE,
+        "Average",
+        "Api5xxRateThreshold",
+        "notBreaching",
+    ),
+    "DecisionsNotLoggedAlarm": (
+        "Serendip",
+        "DecisionsNotLogged",
+        APP,
+        "Sum",
+        "DecisionsNotLoggedThreshold",
+        "notBreaching",
+    ),
+    "BudgetWritesFailedAlarm": (
+        "Serendip",
+        "BudgetWritesFailed",
+        APP,
+        "Sum",
+        "BudgetWritesFailedThreshold",
+        "notBreaching",
+    ),
+    "EventsFailedAlarm": (
+        "Serendip",
+        "EventsFailed",
+        APP,
+        "Sum",
+        "EventsFailedThreshold",
+        "notBreaching",
+    ),
+}
+# Metric math: |explored - target| / served over the rank path's three metrics.
+DRIFT_METRICS = {
+    "explored": "ExploredSlots",
+    "served": "ServedSlots",
+    "target": "BudgetTargetSlots",
+}
+APP_METRIC_SOURCES = {  # each app metric an alarm watches -> the module that emits it
+    "LearnGroupsFailed": "functions/common/learn_service.py",
+    "RankLatency": "functions/common/rank_service.py",
+    "DecisionsNotLogged": "functions/common/rank_service.py",
+    "ExploredSlots": "functions/common/rank_service.py",
+    "ServedSlots": "functions/common/rank_service.py",
+    "BudgetTargetSlots": "functions/common/rank_service.py",
+    "BudgetWritesFailed": "functions/common/counters.py",
+    "EventsFailed": "functions/common/learn_service.py",
+}
+
+
+def _alarms(cfn: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n: r["Properties"] for n, r in _resources(cfn, "AWS::CloudWatch::Alarm").items()}
+
+
+def _parameter(sam: dict[str, Any], name: str) -> dict[str, Any]:
+    parameter: dict[str, Any] = sam["Parameters"][name]
+    assert parameter.get("Description"), f"{name} has no Description"
+    assert "Default" in parameter, f"{name} has no Default"
+    return parameter
+
+
+def _alarm_metrics(alarm: dict[str, Any]) -> list[tuple[str, str]]:
+    """(namespace, metric) of every metric an alarm reads, plain or in its metric math."""
+    if "Metrics" not in alarm:
+        return [(alarm["Namespace"], alarm["MetricName"])]
+    return [
+        (m["MetricStat"]["Metric"]["Namespace"], m["MetricStat"]["Metric"]["MetricName"])
+        for m in alarm["Metrics"]
+        if "MetricStat" in m
+    ]
+
+
+def test_the_template_has_exactly_the_documented_alarms(cfn: dict[str, Any]) -> None:
+    assert set(_alarms(cfn)) == set(ALARMS) | {"BudgetDriftAlarm"}
+    documented = (ROOT / "docs" / "operations.md").read_text()
+    for name in _alarms(cfn):
+        assert f"`{name}`" in documented, f"{name} is not in docs/operations.md"
+
+
+@pytest.mark.parametrize("name", sorted(ALARMS))
+def test_each_alarm_watches_its_metric_against_its_parameter(
+    sam: dict[str, Any], cfn: dict[str, Any], name: str
+) -> None:
+    namespace, metric, dimensions, statistic, threshold, missing = ALARMS[name]
+    alarm = _alarms(cfn)[name]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (namespace, metric)
+    assert alarm["Dimensions"] == dimensions
+    stat_key = "ExtendedStatistic" if statistic.startswith("p") else "Statistic"
+    assert alarm[stat_key] == statistic
+    assert alarm["Threshold"] == {"Ref": threshold}
+    assert _parameter(sam, threshold)["Type"] == "Number"
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["TreatMissingData"] == missing
+    assert alarm["AlarmActions"] == alarm["OKActions"] == [TOPIC]
+    assert "docs/operations.md" in alarm["AlarmDescription"]
+    # Sustained alarms look back over parameters: N breaching minutes out of M
+    if alarm["Period"] == 60:
+        assert alarm["EvaluationPeriods"] == {"Ref": "AlarmSustainedPeriods"}
+        assert alarm["DatapointsToAlarm"] == {"Ref": "AlarmSustainedDatapoints"}
+    else:
+        assert (alarm["Period"], alarm["EvaluationPeriods"]) == (300, 1)
+
+
+def test_alarm_dimensions_reference_the_template_s_own_resources(cfn: dict[str, Any]) -> None:
+    resources = cfn["Resources"]
+    for name, alarm in _alarms(cfn).items():
+        dimensions = list(alarm.get("Dimensions", []))
+        for metric in alarm.get("Metrics", []):
+            dimensions += metric.get("MetricStat", {}).get("Metric", {}).get("Dimensions", [])
+        for dimension in dimensions:
+            for target in references(dimension["Value"]):
+                assert (
+                    target in resources or target in cfn["Parameters"] or target.startswith("AWS::")
+                ), f"{name} names {target}"
+        if alarm.get("Namespace") == "AWS/SQS":
+            (queue,) = references(alarm["Dimensions"])
+            assert resources[queue]["Type"] == "AWS::SQS::Queue"
+        if alarm.get("Namespace") == "AWS/Lambda":
+            (function,) = references(alarm["Dimensions"])
+            assert resources[function]["Type"] == "AWS::Lambda::Function"
+
+
+def test_every_dead_letter_queue_has_a_depth_alarm(cfn: dict[str, Any]) -> None:
+    dlqs = {
+        queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for queue in _resources(cfn, "AWS::SQS::Queue").values()
+        if "RedrivePolicy" in queue["Properties"]
+    }
+    assert dlqs == {"RewardDLQ", "LearnDLQ"}
+    watched = {
+        next(references(alarm["Dimensions"]))
+        for alarm in _alarms(cfn).values()
+        if alarm.get("MetricName") == "ApproximateNumberOfMessagesVisible"
+    }
+    assert watched == dlqs
+    # And every queue that has a DLQ has an age alarm
+    aged = {
+        next(references(alarm["Dimensions"]))
+        for alarm in _alarms(cfn).values()
+        if alarm.get("MetricName") == "ApproximateAgeOfOldestMessage"
+    }
+    assert aged == {"RewardQueue", "LearnQueue"}
+
+
+def test_app_metric_alarms_name_exactly_the_dimensions_powertools_emits() -> None:
+    from functions.common.observability import metrics
+
+    # Given the functions' own Metrics object, one metric serialised as EMF
+    metrics.add_metric(name="LearnGroupsFailed", unit="Count", value=1)
+    try:
+        blob = metrics.serialize_metric_set()
+    finally:
+        metrics.clear_metrics()
+    (directive,) = blob["_aws"]["CloudWatchMetrics"]
+    # Then its namespace and dimensions are exactly what the alarms name
+    emitted = [{"Name": d, "Value": blob[d]} for d in directive["Dimensions"][0]]
+    assert (directive["Namespace"], emitted) == ("Serendip", APP)
+
+
+@pytest.mark.parametrize("metric", sorted(APP_METRIC_SOURCES))
+def test_every_alarmed_app_metric_is_emitted_by_the_code(metric: str) -> None:
+    source = (ROOT / APP_METRIC_SOURCES[metric]).read_text()
+    assert re.search(rf'add_metric\(\s*name="{metric}"', source), metric
+
+
+def test_budget_drift_is_metric_math_over_the_rank_path_s_slot_counts(
+    sam: dict[str, Any], cfn: dict[str, Any]
+) -> None:
+    alarm = _alarms(cfn)["BudgetDriftAlarm"]
+    by_id = {m["Id"]: m for m in alarm["Metrics"]}
+    assert set(by_id) == {"drift"} | set(DRIFT_METRICS)
+    for metric_id, metric in DRIFT_METRICS.items():
+        stat = by_id[metric_id]["MetricStat"]
+        assert stat["Metric"] == {"Namespace": "Serendip", "MetricName": metric, "Dimensions": APP}
+        assert (stat["Stat"], stat["Period"]) == ("Sum", {"Ref": "BudgetDriftPeriodSeconds"})
+        assert by_id[metric_id]["ReturnData"] is False
+    drift = by_id["drift"]
+    assert drift["ReturnData"] is True
+    assert drift["Expression"] == {
+        "Fn::Sub": "IF(served >= ${BudgetDriftMinSlots}, ABS(explored - target) / served, 0)"
+    }
+    assert alarm["Threshold"] == {"Ref": "BudgetDriftThreshold"}
+    assert alarm["EvaluationPeriods"] == {"Ref": "BudgetDriftEvaluationPeriods"}
+    assert (alarm["TreatMissingData"], alarm["AlarmActions"]) == ("notBreaching", [TOPIC])
+    for name in ("BudgetDriftThreshold", "BudgetDriftMinSlots", "BudgetDriftPeriodSeconds"):
+        _parameter(sam, name)
+
+
+def test_the_stack_creates_an_alarm_topic_only_when_given_none(
+    sam: dict[str, Any], cfn: dict[str, Any]
+) -> None:
+    assert _parameter(sam, "AlarmTopicArn")["Default"] == ""
+    assert cfn["Conditions"]["CreateAlarmTopic"] == {"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}
+    (topic,) = _resources(cfn, "AWS::SNS::Topic")
+    assert cfn["Resources"][topic]["Condition"] == "CreateAlarmTopic"
+    assert topic == "AlarmTopic"
+    assert sam["Outputs"]["AlarmTopicArn"]["Value"] == TOPIC
+    pattern = sam["Parameters"]["AlarmTopicArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "arn:aws:sns:eu-west-1:123456789012:ops-pager")
+    assert not re.fullmatch(pattern, "ops-pager")
+
+
+def _substituted(template: str, known: set[str]) -> str:
+    """``template`` with each ``${Name}`` / ``${Name.Attr}`` replaced, checked in ``known``."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1).split(".")[0]
+        assert name in known or name.startswith("AWS::"), f"${{{match.group(1)}}} is unknown"
+        return f"<{match.group(1)}>"
+
+    return re.sub(r"\$\{([^}]+)\}", replace, template)
+
+
+def _dashboard(cfn: dict[str, Any]) -> dict[str, Any]:
+    body = cfn["Resources"]["ServingDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    known = set(cfn["Resources"]) | set(cfn["Parameters"])
+    loaded: dict[str, Any] = json.loads(_substituted(body, known))
+    return loaded
+
+
+def _dashboard_metrics(dashboard: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(namespace, metric, dimension name/value pairs) of every metric line of every widget."""
+    found = []
+    for widget in dashboard["widgets"]:
+        for line in widget["properties"].get("metrics", []):
+            fields = [part for part in line if isinstance(part, str)]
+            if fields:
+                found.append((fields[0], fields[1], tuple(fields[2:])))
+    return found
+
+
+def test_the_dashboard_is_json_and_shows_every_alarm_s_metric(cfn: dict[str, Any]) -> None:
+    dashboard = _dashboard(cfn)
+    shown = {(namespace, metric) for namespace, metric, _ in _dashboard_metrics(dashboard)}
+    for name, alarm in _alarms(cfn).items():
+        for metric in _alarm_metrics(alarm):
+            assert metric in shown, f"{name}'s {metric} is not on the dashboard"
+    # And its alarm widget lists every alarm
+    (alarm_widget,) = [w for w in dashboard["widgets"] if w["type"] == "alarm"]
+    listed = {arn.rsplit(":alarm:", 1)[1] for arn in alarm_widget["properties"]["alarms"]}
+    assert listed == {f"<{name}>" for name in _alarms(cfn)}
+    for widget in dashboard["widgets"]:
+        if widget["type"] == "metric":
+            assert widget["properties"]["region"] == "<AWS::Region>"
+
+
+def test_the_dashboard_shows_every_function_queue_and_reward_outcome(cfn: dict[str, Any]) -> None:
+    from functions.common.decision_store import RewardOutcome
+
+    shown = _dashboard_metrics(_dashboard(cfn))
+    for function in _resources(cfn, "AWS::Lambda::Function"):
+        for metric in ("Errors", "Throttles", "Duration"):
+            assert ("AWS/Lambda", metric, ("FunctionName", f"<{function}>")) in shown
+    for queue in _resources(cfn, "AWS::SQS::Queue"):
+        dimensions = ("QueueName", f"<{queue}.QueueName>")
+        assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", dimensions) in shown
+    app = {metric for namespace, metric, _ in shown if namespace == "Serendip"}
+    outcomes = {"Rewards" + o.value.title().replace("_", "") for o in RewardOutcome}
+    assert outcomes | {"RankLatency", "EventsLearned", "RequestsRateLimited"} <= app
+    api = {metric for namespace, metric, _ in shown if namespace == "AWS/ApiGateway"}
+    assert {"Latency", "4XXError", "5XXError", "Count"} <= api
+    for namespace, _, dimensions in shown:  # app metrics carry exactly the EMF dimension
+        if namespace == "Serendip":
+            assert dimensions == ("service", "serendip")
+
+
+def test_the_usage_plan_is_bound_to_the_serving_stage(
+    sam: dict[str, Any], cfn: dict[str, Any]
+) -> None:
+    plan = cfn["Resources"]["TenantUsagePlan"]["Properties"]
+    assert plan["ApiStages"] == [
+        {"ApiId": {"Ref": "ServingApi"}, "Stage": {"Ref": "ServingApiStage"}}
+    ]
+    assert cfn["Resources"]["ServingApiStage"]["Type"] == "AWS::ApiGateway::Stage"
+    assert plan["Throttle"] == {
+        "RateLimit": {"Ref": "UsagePlanRateLimit"},
+        "BurstLimit": {"Ref": "UsagePlanBurstLimit"},
+    }
+    assert plan["Quota"] == {
+        "Limit": {"Ref": "UsagePlanQuotaLimit"},
+        "Period": {"Ref": "UsagePlanQuotaPeriod"},
+    }
+    assert _parameter(sam, "UsagePlanQuotaPeriod")["AllowedValues"] == ["DAY", "WEEK", "MONTH"]
+    # Serendip reads x-api-key itself: no method requires an API Gateway key
+    body = cfn["Resources"]["ServingApi"]["Properties"]["Body"]
+    assert "securityDefinitions" not in body
+    assert "api_key" not in json.dumps(body)
+    assert sam["Outputs"]["TenantUsagePlanId"]["Value"] == {"Ref": "TenantUsagePlan"}
+
+
+def test_tenant_rates_reach_every_function_with_the_code_s_defaults(sam: dict[str, Any]) -> None:
+    env = function_environment(sam)
+    assert env["TENANT_RATE_LIMIT"] == {"Ref": "TenantRateLimit"}
+    assert env["TENANT_RATE_OVERRIDES"] == {"Ref": "TenantRateOverrides"}
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    limit = _parameter(sam, "TenantRateLimit")["Default"]
+    assert request_rate(limit, "TENANT_RATE_LIMIT") == defaults["tenant_rate"]
+    assert _parameter(sam, "TenantRateOverrides")["Default"] == ""
+    assert defaults["tenant_rate_overrides"] == ()
+
+
+SAM_ENVIRONMENTS = ("default", "staging")
+
+
+def _samconfig() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "samconfig.toml").read_text())
+
+
+def _overrides(text: str) -> dict[str, str]:
+    return dict(pair.split("=", 1) for pair in text.split())
+
+
+def _allowed(parameter: dict[str, Any], value: str) -> bool:
+    if "AllowedValues" in parameter and value not in [str(v) for v in parameter["AllowedValues"]]:
+        return False
+    if "AllowedPattern" in parameter and not re.fullmatch(parameter["AllowedPattern"], value):
+        return False
+    if parameter["Type"] == "Number":
+        number = float(value)
+        return bool(
+            parameter.get("MinValue", number) <= number <= parameter.get("MaxValue", number)
+        )
+    return True
+
+
+@pytest.mark.parametrize("environment", SAM_ENVIRONMENTS)
+def test_samconfig_deploys_with_iam_capability_and_valid_parameters(
+    sam: dict[str, Any], environment: str
+) -> None:
+    config = _samconfig()
+    assert config["version"] == 0.1
+    stack = config[environment]["global"]["parameters"]["stack_name"]
+    assert re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,127}", stack)
+    deploy = config[environment]["deploy"]["parameters"]
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert (deploy["resolve_s3"], deploy["confirm_changeset"]) == (True, True)
+    assert config[environment]["build"]["parameters"]["build_in_source"] is True
+    for name, value in _overrides(deploy["parameter_overrides"]).items():
+        assert name in sam["Parameters"], f"{environment}: {name} is not a template parameter"
+        assert _allowed(sam["Parameters"][name], value), f"{environment}: {name}={value}"
+
+
+def test_the_template_needs_no_capability_beyond_iam(sam: dict[str, Any]) -> None:
+    # Nested applications or macros would need CAPABILITY_AUTO_EXPAND; named IAM resources
+    # CAPABILITY_NAMED_IAM.
+    kinds = {resource["Type"] for resource in sam["Resources"].values()}
+    assert "AWS::Serverless::Application" not in kinds
+    assert sam["Transform"] == "AWS::Serverless-2016-10-31"
+    for resource in sam["Resources"].values():
+        assert "RoleName" not in resource.get("Properties", {})
+
+
+def test_check_takes_parameters_for_settings_but_not_for_resource_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    template = _copy_project(tmp_path, with_handlers=True)
+    text = template.read_text()
+    assert "TENANT_RATE_LIMIT: !Ref TenantRateLimit" in text
+    template.write_text(text.replace("MODEL_BUCKET: !Ref ModelBucket", "MODEL_BUCKET: !Ref Stage"))
+    assert main(["--check", "--template", str(template)]) == 1
+    errors = capsys.readouterr().err
+    assert "MODEL_BUCKET references Stage" in errors
+    assert "TENANT_RATE" not in errors

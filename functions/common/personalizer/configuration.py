@@ -8,7 +8,9 @@ Personalizer allowed at most 2 days), ``defaultReward`` ``rewards.default``,
 ``modelExportFrequency``, ``logRetentionDays`` and ``modelRetrainDays`` are checked by
 Personalizer's rules, kept and answered back: Serendip serves every model version as soon as
 it is learned and keeps decision logs for a deployment-wide 30 days. What Serendip does not do
-(apprentice or logging-only mode, auto-optimization, log mirroring) is refused with 501.
+(logging-only mode, auto-optimization, log mirroring) is refused with 501. ``learningMode``
+``Apprentice`` is the spec's ``mode: apprentice``: the baseline action (the first action not
+excluded, or each slot's ``baselineAction``) is served, exploring within the budget, and learned.
 
 Policy ``arguments`` -> spec: the flags Serendip sets itself (``--cb_explore_adf``,
 ``--dsjson``...) are dropped, Personalizer's ``-q ::`` (every pair of namespaces) becomes
@@ -78,7 +80,7 @@ def _service_view(spec: PolicySpec, kept: dict[str, Any], edited: float) -> dict
         "modelRetrainDays": kept.get("modelRetrainDays", 0),
         "logMirrorEnabled": False,
         "lastConfigurationEditDate": iso_time(edited),
-        "learningMode": "Online",
+        "learningMode": "Apprentice" if spec.mode == "apprentice" else "Online",
         "isAutoOptimizationEnabled": False,
     }
 
@@ -130,6 +132,7 @@ def put_service(principal: Principal, body: ServiceConfiguration) -> dict[str, A
                     update={"budget": body.explorationPercentage}
                 ),
                 "cold_start": spec.cold_start.model_copy(update={"segments": segments}),
+                "mode": _learning_mode(body),
             }
         ),
         codes.INVALID_SERVICE_CONFIGURATION,
@@ -145,16 +148,24 @@ def put_service(principal: Principal, body: ServiceConfiguration) -> dict[str, A
     return _service_view(result.stored.spec, kept, edited)
 
 
-def _refuse_unsupported(body: ServiceConfiguration) -> None:
+def _learning_mode(body: ServiceConfiguration) -> str:
+    """The spec's ``mode`` for Personalizer's ``learningMode`` (Online or Apprentice)."""
     mode = (body.learningMode or "Online").strip()
-    if mode.lower() != "online":
-        if mode.lower() not in {"apprentice", "loggingonly"}:
-            raise invalid(
-                codes.INVALID_SERVICE_CONFIGURATION,
-                "learningMode",
-                f"'{mode}' is not one of Online, Apprentice, LoggingOnly",
-            )
-        raise not_supported(f"learningMode {mode}", "Serendip learns online only")
+    if mode.lower() in {"online", "apprentice"}:
+        return "live" if mode.lower() == "online" else "apprentice"
+    if mode.lower() != "loggingonly":
+        raise invalid(
+            codes.INVALID_SERVICE_CONFIGURATION,
+            "learningMode",
+            f"'{mode}' is not one of Online, Apprentice, LoggingOnly",
+        )
+    raise not_supported(
+        f"learningMode {mode}", "Apprentice serves the baseline and learns; use it instead"
+    )
+
+
+def _refuse_unsupported(body: ServiceConfiguration) -> None:
+    _learning_mode(body)
     if body.isAutoOptimizationEnabled:
         raise not_supported(
             "isAutoOptimizationEnabled",

@@ -21,15 +21,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
 from bandit.decision_log import DecisionRecord
 from bandit.evaluate.replay import FirstSlotTerms, evaluate, logged_first_slots
+from bandit.evaluate.sums import Sums
 from bandit.spec import PolicySpec
 from functions.common import decision_store
 from functions.common.auth import Principal
@@ -54,66 +53,6 @@ from functions.common.personalizer.store import (
 MAX_REPLAYS = 20_000  # events x learning settings replayed within one request
 INTERVALS = (5, 60, 360, 720, 1440)  # minutes, as Personalizer allowed
 MAX_BUCKETS = 200  # kept per setting (so an evaluation fits one item): the finest interval within
-Z = NormalDist().inv_cdf(0.975)
-MIN_WEIGHT = 1e-100
-
-
-@dataclass(frozen=True)
-class Sums:
-    """What a SNIPS estimate and its interval need, added over events."""
-
-    n: float = 0.0
-    w: float = 0.0
-    wr: float = 0.0
-    w2: float = 0.0
-    w2r: float = 0.0
-    w2r2: float = 0.0
-
-    def __add__(self, other: Sums) -> Sums:
-        return Sums(
-            self.n + other.n,
-            self.w + other.w,
-            self.wr + other.wr,
-            self.w2 + other.w2,
-            self.w2r + other.w2r,
-            self.w2r2 + other.w2r2,
-        )
-
-    @classmethod
-    def of(cls, weights: np.ndarray, rewards: np.ndarray) -> Sums:
-        """The sums over events with importance ``weights`` and ``rewards``.
-
-        A weight below ``MIN_WEIGHT`` counts as 0: its square would underflow, and a target
-        probability that small is a policy that never takes the logged action.
-        """
-        weights = np.where(weights < MIN_WEIGHT, 0.0, weights)
-        w2 = weights * weights
-        return cls(
-            float(len(weights)),
-            float(weights.sum()),
-            float((weights * rewards).sum()),
-            float(w2.sum()),
-            float((w2 * rewards).sum()),
-            float((w2 * rewards * rewards).sum()),
-        )
-
-    def estimate(self) -> tuple[float, float, float] | None:
-        """SNIPS value and 95% interval, as ``bandit.evaluate.ope.estimate`` computes them."""
-        if self.n == 0 or self.w <= 0.0:
-            return None
-        value = self.wr / self.w
-        if self.n < 2:
-            return value, -math.inf, math.inf
-        # (n / W)^2 * sum w^2 (r - v)^2, each part divided by W twice first: sum w^2 <= W^2,
-        # so nothing overflows however small the weights are
-        spread = (
-            self.w2r2 / self.w / self.w
-            - 2.0 * value * (self.w2r / self.w / self.w)
-            + value * value * (self.w2 / self.w / self.w)
-        )
-        squares = self.n * self.n * spread
-        half = Z * math.sqrt(max(squares, 0.0) / (self.n - 1)) / math.sqrt(self.n)
-        return value, value - half, value + half
 
 
 def _parse_time(text: str, field: str) -> float:
