@@ -52,7 +52,9 @@ def test_a_vw_change_is_retrained_by_the_stacks_learner_before_it_applies(
     assert answer["retrain"]["state"] == "running"
     body = {"context": {"user": {"cohort": "a"}}, "candidates": CANDIDATES}
     status, served, _ = client.call("POST", f"{POLICY}/rank", body)
-    assert (status, served["model_version"]) == (200, before["model_version"])
+    # (a worker may still hold the policy as it was before the events were learned, for up to
+    # MODEL_CACHE_SECONDS: never a version past the head it had, never a blank new model)
+    assert status == 200 and served["model_version"] <= before["model_version"], served
     # And the stack's learner retrains it: the new spec and model become current together
     deadline = time.monotonic() + 120
     while True:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -10,11 +9,9 @@ import pytest
 from functions.admin.app import lambda_handler as admin_handler
 from functions.common import decision_store
 from functions.common.auth import NewKey
-from functions.rank.app import lambda_handler as rank_handler
-from functions.rewards.app import lambda_handler as rewards_handler
 from local.lambda_events import FakeLambdaContext, proxy_event, response_json
 from tests.functional.conftest import Api
-from tests.queues import deliver_all
+from tests.functional.traffic import run_traffic
 
 CANDIDATES = [{"id": f"item-{i}", "features": {"kind": f"k{i}"}} for i in range(6)]
 SPEC = {
@@ -38,41 +35,17 @@ def _put(api: Api, spec: dict[str, Any]) -> None:
 
 
 def _traffic(api: Api, aws: dict[str, str], events: int, baseline: list[str] | None) -> list[Any]:
-    answers = []
-    for number in range(events):
-        body: dict[str, Any] = {"context": {"user": {"cohort": "a"}}, "candidates": CANDIDATES}
-        if baseline is not None:
-            body["baseline"] = baseline
-        status, answer, _ = api.call(
-            rank_handler,
-            "POST",
-            "/v1/policies/apprentice/rank",
-            body,
-            resource="/v1/policies/{policy}/rank",
-        )
-        assert status == 200, answer
-        answers.append(answer)
-        rewards = [
-            {
-                "event_id": answer["event_id"],
-                "item_id": s["id"],
-                "type": "click",
-                "value": 1.0 if s["id"] == REWARDED else 0.0,
-            }
-            for s in answer["slate"]
-        ]
-        status, _, _ = api.call(
-            rewards_handler,
-            "POST",
-            "/v1/rewards",
-            json.dumps({"rewards": rewards}),
-            sign_body=True,
-        )
-        assert status == 202
-        if number % 25 == 24:
-            assert deliver_all(aws) == []
-    assert deliver_all(aws) == []
-    return answers
+    body: dict[str, Any] = {"context": {"user": {"cohort": "a"}}, "candidates": CANDIDATES}
+    if baseline is not None:
+        body["baseline"] = baseline
+    return run_traffic(
+        api,
+        aws,
+        "apprentice",
+        events,
+        request=lambda _: body,
+        reward=lambda _, slot: 1.0 if slot["id"] == REWARDED else 0.0,
+    )
 
 
 def _progress(tenant: NewKey) -> dict[str, Any]:
@@ -146,5 +119,6 @@ def test_an_apprentice_whose_app_is_right_agrees_with_it(
     assert total["agreement"]["share"] > 0.7
     model, app = total["reward"]["model"], total["reward"]["baseline"]
     assert app["value"] == pytest.approx(1.0)
-    assert model["low"] <= app["value"] <= model["high"] or model["value"] == pytest.approx(1.0)
-    assert _progress(tenant)["verdict"]["state"] != "model_ahead"
+    # The model's early choices (before it learned item-3) count against it: never ahead
+    assert model["value"] <= app["value"]
+    assert _progress(tenant)["verdict"]["state"] in {"app_ahead", "tied"}

@@ -15,10 +15,8 @@ import pytest
 from functions.admin.app import lambda_handler as admin_handler
 from functions.common import policy_store
 from functions.common.auth import NewKey
-from functions.rank.app import lambda_handler as rank_handler
-from functions.rewards.app import lambda_handler as rewards_handler
 from tests.functional.conftest import Api
-from tests.queues import deliver_all
+from tests.functional.traffic import run_traffic
 
 CANDIDATES = [{"id": f"item-{i}", "features": {"kind": f"k{i}"}} for i in range(6)]
 LIKES = {"a": "item-1", "b": "item-4"}
@@ -27,12 +25,12 @@ SEEING = ["--cb_type", "dm", "-q", "CI", "--learning_rate", "0.3"]
 CHALLENGER = "/v1/policies/{policy}/challenger"
 
 
-def spec(args: list[str]) -> dict[str, Any]:
+def spec(args: list[str], budget: float = 0.3) -> dict[str, Any]:
     return {
         "name": "duel",
         "slate_size": 1,
         "vw": {"args": args},
-        "exploration": {"algorithm": "epsilon_greedy", "budget": 0.3},
+        "exploration": {"algorithm": "epsilon_greedy", "budget": budget},
         "cold_start": {"segments": [{"name": "everyone"}], "prior_examples": 0},
         "rewards": {"types": {"click": 1.0}, "aggregation": "max", "default": 0.0},
     }
@@ -44,42 +42,40 @@ def _admin(api: Api, method: str, path: str, body: Any = None, resource: str = C
 
 
 def _traffic(api: Api, aws: dict[str, str], events: int) -> list[dict[str, Any]]:
-    answers = []
-    for number in range(events):
-        cohort = "ab"[number % 2]
-        status, answer, _ = api.call(
-            rank_handler,
-            "POST",
-            "/v1/policies/duel/rank",
-            {"context": {"user": {"cohort": cohort}}, "candidates": CANDIDATES},
-            resource="/v1/policies/{policy}/rank",
-        )
-        assert status == 200, answer
-        answers.append(answer)
-        slot = answer["slate"][0]
-        reward = {
-            "event_id": answer["event_id"],
-            "item_id": slot["id"],
-            "type": "click",
-            "value": 1.0 if slot["id"] == LIKES[cohort] else 0.0,
-        }
-        status, _, _ = api.call(
-            rewards_handler, "POST", "/v1/rewards", json.dumps(reward), sign_body=True
-        )
-        assert status == 202
-        if number % 25 == 24:
-            assert deliver_all(aws) == []
-    assert deliver_all(aws) == []
-    return answers
+    """Cohorts a and b in turn; a click is worth 1 on the item the cohort likes."""
+    return run_traffic(
+        api,
+        aws,
+        "duel",
+        events,
+        request=lambda n: {"context": {"user": {"cohort": "ab"[n % 2]}}, "candidates": CANDIDATES},
+        reward=lambda n, slot: 1.0 if slot["id"] == LIKES["ab"[n % 2]] else 0.0,
+    )
 
 
-def _start(api: Api, champion: list[str], challenger: list[str], **rule: Any) -> dict[str, Any]:
+def _start(
+    api: Api,
+    champion: list[str],
+    challenger: list[str],
+    *,
+    trained_on: tuple[dict[str, str], int] | None = None,
+    budgets: tuple[float, float] = (0.3, 0.3),
+    **rule: Any,
+) -> dict[str, Any]:
+    """Put the champion (and let it learn ``trained_on``'s events first), then the challenger,
+    with ``budgets`` (champion's, challenger's)."""
     status, body = _admin(
-        api, "PUT", "/v1/policies/duel", spec(champion), resource="/v1/policies/{policy}"
+        api,
+        "PUT",
+        "/v1/policies/duel",
+        spec(champion, budgets[0]),
+        resource="/v1/policies/{policy}",
     )
     assert status == 200, body
+    if trained_on is not None:
+        _traffic(api, *trained_on)
     status, body = _admin(
-        api, "PUT", "/v1/policies/duel/challenger", {"spec": spec(challenger), **rule}
+        api, "PUT", "/v1/policies/duel/challenger", {"spec": spec(challenger, budgets[1]), **rule}
     )
     assert status == 200, body
     assert body["status"] == "running" and body["events_learned"] == 0
@@ -89,7 +85,9 @@ def _start(api: Api, champion: list[str], challenger: list[str], **rule: Any) ->
 def test_a_better_challenger_is_promoted_as_a_model_version(
     aws: dict[str, str], api: Api, tenant: NewKey
 ) -> None:
-    _start(api, BLIND, SEEING, margin=0.05, min_events=100)
+    # Given a champion that explores half its slots (so the log supports other choices) and a
+    # challenger that would explore a tenth
+    _start(api, BLIND, SEEING, budgets=(0.5, 0.1), margin=0.05, min_events=100)
     _traffic(api, aws, 200)
     status, state = _admin(api, "GET", "/v1/policies/duel/challenger")
     assert status == 200, state
@@ -117,7 +115,9 @@ def test_a_better_challenger_is_promoted_as_a_model_version(
 def test_a_worse_challenger_is_not_promoted_and_a_forced_promotion_rolls_back(
     aws: dict[str, str], api: Api, tenant: NewKey
 ) -> None:
-    _start(api, SEEING, BLIND, margin=0.0, min_events=50)
+    # Given a champion that learned the cohorts' tastes first (a challenger that learns faster
+    # than an untrained champion would rightly win the early events)
+    _start(api, SEEING, BLIND, trained_on=(aws, 100), margin=0.0, min_events=50)
     _traffic(api, aws, 200)
     status, state = _admin(api, "GET", "/v1/policies/duel/challenger")
     assert state["status"] == "running", state

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import itertools
-import json
 from typing import Any
 
 import pytest
 
 from functions.admin.app import lambda_handler as admin_handler
 from functions.common.auth import NewKey
-from functions.rank.app import lambda_handler as rank_handler
-from functions.rewards.app import lambda_handler as rewards_handler
 from local.lambda_events import FakeLambdaContext, proxy_event, response_json
 from tests.functional.conftest import Api
-from tests.queues import deliver_all
+from tests.functional.traffic import run_traffic
 
 CANDIDATES = [{"id": f"item-{i}", "features": {"kind": f"k{i}"}} for i in range(6)]
 SPEC = {
@@ -39,44 +36,22 @@ def _put_policy(api: Api, budget: float = 0.2) -> None:
 def _traffic(
     api: Api, aws: dict[str, str], events: int, reward: Any, orphans: int = 0
 ) -> list[dict[str, Any]]:
-    """Rank ``events`` times, reward every shown slot by ``reward(number, slot)``, learn every
-    25."""
-    answers = []
-    for number in range(events):
-        status, answer, _ = api.call(
-            rank_handler,
-            "POST",
-            "/v1/policies/two-slots/rank",
-            {"context": {"user": {"cohort": "a"}}, "candidates": CANDIDATES},
-            resource="/v1/policies/{policy}/rank",
-        )
-        assert status == 200, answer
-        answers.append(answer)
-        posted = [
-            {
-                "event_id": answer["event_id"],
-                "item_id": s["id"],
-                "type": "click",
-                "value": reward(number, s),
-            }
-            for s in answer["slate"]
-        ]
-        if number < orphans:
-            posted.append(
-                {"event_id": answer["event_id"], "item_id": "never-shown", "type": "click"}
-            )
-        status, body, _ = api.call(
-            rewards_handler,
-            "POST",
-            "/v1/rewards",
-            json.dumps({"rewards": posted}),
-            sign_body=True,
-        )
-        assert status == 202, body
-        if number % 25 == 24:
-            assert deliver_all(aws) == []
-    assert deliver_all(aws) == []
-    return answers
+    """Rank ``events`` times for cohort ``a``; reward every shown slot by ``reward(number,
+    slot)``; the first ``orphans`` events also get a reward naming an item never shown."""
+
+    def orphan(number: int, answer: dict[str, Any]) -> list[dict[str, Any]]:
+        unshown = {"event_id": answer["event_id"], "item_id": "never-shown", "type": "click"}
+        return [unshown] if number < orphans else []
+
+    return run_traffic(
+        api,
+        aws,
+        "two-slots",
+        events,
+        request=lambda _: {"context": {"user": {"cohort": "a"}}, "candidates": CANDIDATES},
+        reward=reward,
+        more_rewards=orphan,
+    )
 
 
 def _get(tenant: NewKey, policy: str, query: str = "") -> tuple[int, Any]:
