@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from bandit.evaluate.ope import METHODS, estimate
+from benchmarks.interval_coverage import rare_coverage, rare_markdown
 
 TARGET_COVERAGE = 0.90
 COVERAGE_TARGETS = ("snips", "dr")
@@ -79,12 +80,16 @@ def coverage(
     alpha: float = 0.05,
     clip: float = 10.0,
     world_seed: int = 0,
+    rare_sizes: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """Per estimator: share of seeds whose interval covers the truth, mean width, bias, spread.
 
+    ``rare_rewards`` holds ``benchmarks.interval_coverage.rare_coverage`` over the same seeds, at
+    ``rare_sizes`` (default ``n``, 2.5 ``n`` and 10 ``n`` events).
+
     >>> result = coverage(seeds=3, n=200)
     >>> sorted(result["methods"]), 0.0 <= result["methods"]["snips"]["coverage"] <= 1.0
-    (['clipped_ips', 'dr', 'ips', 'snips'], True)
+    (['clipped_ips', 'dm', 'dr', 'ips', 'snips'], True)
     """
     means, logging, target = _world(contexts, arms, epsilon, world_seed)
     true_value = float((target * means).sum(axis=1).mean())
@@ -133,11 +138,15 @@ def coverage(
             }
             for method in METHODS
         },
+        "rare_rewards": rare_coverage(
+            seeds, rare_sizes or (n, 5 * n // 2, 10 * n), alpha=alpha, world_seed=world_seed
+        ),
     }
 
 
 def markdown(result: dict[str, Any]) -> list[str]:
-    """A ``docs/benchmarks.md`` section: one row per estimator, verdicts for SNIPS and DR.
+    """A ``docs/benchmarks.md`` section: one row per estimator, verdicts for SNIPS and DR, then
+    the rare-reward intervals' section when the result has one.
 
     >>> row = {"coverage": 0.95, "mean_width": 0.1, "mean_bias": 0.001, "sd": 0.02}
     >>> lines = markdown({"seeds": 2, "n": 10, "arms": 3, "contexts": 1, "epsilon": 0.3,
@@ -169,4 +178,6 @@ def markdown(result: dict[str, Any]) -> list[str]:
             f"| {method} | {row['coverage']:.1%} | {row['mean_width']:.4f} | "
             f"{row['mean_bias']:+.4f} | {row['sd']:.4f} | {target} | {verdict} |"
         )
+    if "rare_rewards" in result:
+        lines += ["", *rare_markdown(result["rare_rewards"])]
     return lines

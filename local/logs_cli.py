@@ -2,7 +2,8 @@
 
 - ``serendip export --policy P [--tenant T] [--since T] [--stack NAME] > decisions.jsonl``
   (or ``--url URL`` / ``--cfn-stack NAME``: see ``local.target``)
-- ``serendip evaluate --logs decisions.jsonl --policy A.yaml --policy B.yaml``
+- ``serendip evaluate --logs decisions.jsonl --policy A.yaml --policy B.yaml [--method dr]
+  [--interval el]``
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from rich.console import Console
 from rich.table import Table
 
 from bandit.decision_log import read_jsonl, write_jsonl
-from bandit.evaluate.ope import Estimate
+from bandit.evaluate.intervals import INTERVALS, IntervalMethod
+from bandit.evaluate.ope import Estimate, Method
 from bandit.evaluate.replay import Evaluation, evaluate
 from bandit.spec import PolicySpec, load_spec
 from local.target import add_target_arguments
+
+EVALUATE_METHODS = ("snips", "ips", "dm", "dr")
 
 
 def export(args: argparse.Namespace) -> int:
@@ -46,6 +50,24 @@ def _interval(value: Estimate) -> str:
     return f"{value.value:.4f}  [{value.low:.4f}, {value.high:.4f}]"
 
 
+def reliability_lines(result: Evaluation) -> list[str]:
+    """Per candidate: its first-slot interval method and diagnostics, then any warning."""
+    lines = []
+    for value in result.candidates:
+        first = value.first_slot
+        line = f"{value.name}: first-slot interval {first.interval}"
+        if first.ess is not None:
+            line += (
+                f", effective sample size {first.ess:,.0f} of {first.n:,} events, the 10 "
+                f"largest weights carry {first.top_10_share:.0%} of the estimate (top 1%: "
+                f"{first.top_1pct_share:.0%})"
+            )
+        lines.append(line)
+        if first.warning:
+            lines.append(f"  [yellow]{first.warning}[/yellow]")
+    return lines
+
+
 def evaluation_table(result: Evaluation) -> Table:
     """Each candidate's estimated value per first slot and per slate, with 95% intervals."""
     table = Table(title=f"Counterfactual evaluation on {result.events:,} logged events")
@@ -65,15 +87,30 @@ def evaluation_table(result: Evaluation) -> Table:
 
 
 def evaluate_command(args: argparse.Namespace, console: Console) -> int:
-    """Replay the log through each candidate and say which is better, if any is with confidence."""
+    """Replay the log through each candidate and say which is better, if any is with confidence.
+
+    Traps found in the log (``Evaluation.warnings``) are printed to stderr, one line per kind.
+    """
     specs = candidates(args.policy)
-    result = evaluate(read_jsonl(args.logs), specs, alpha=args.alpha)
+    method: Method = getattr(args, "method", "snips")  # namespaces from before --method
+    interval: IntervalMethod | None = getattr(args, "interval", None)
+    result = evaluate(
+        read_jsonl(args.logs), specs, alpha=args.alpha, method=method, interval=interval
+    )
     console.print(evaluation_table(result))
+    for line in reliability_lines(result):
+        console.print(line)
+    console.print(f"first-slot estimator: {method}")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if len(result.candidates) < 2:
         only = result.candidates[0]
         console.print(f"{only.name}: estimated first-slot value {only.first_slot.value:.4f}")
         return 0
-    for basis, label in (("first_slot", "first-slot value (unbiased)"), ("slate", "slate value")):
+    first_label = (
+        "first-slot value (reward model)" if method == "dm" else "first-slot value (unbiased)"
+    )
+    for basis, label in (("first_slot", first_label), ("slate", "slate value")):
         best, confident = result.best(basis)
         if confident:
             console.print(
@@ -100,3 +137,17 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         "--policy", type=Path, action="append", required=True, help="candidate spec (repeat)"
     )
     evaluate_parser.add_argument("--alpha", type=float, default=0.05, help="1 - confidence")
+    evaluate_parser.add_argument(
+        "--method",
+        choices=EVALUATE_METHODS,
+        default="snips",
+        help="first-slot estimator; dm and dr fit a cross-fitted reward model on the log "
+        "(default: snips)",
+    )
+    evaluate_parser.add_argument(
+        "--interval",
+        choices=INTERVALS,
+        default=None,
+        help="first-slot interval: normal (CLT, bounded), el (empirical likelihood; snips and "
+        "ips only) or bootstrap (default: normal)",
+    )

@@ -16,6 +16,16 @@ the probabilities that the logging and the target policy put the logged item ``s
 
 Both intervals are normal (CLT) intervals of the per-slate terms (see ``bandit.evaluate.ope``).
 
+``pseudo_inverse`` above is the closed form for independent slots; it is biased when the logging
+policy draws a ranking without repetition, even uniformly. ``ranking_pseudo_inverse`` is the
+pseudo-inverse for uniform logging over rankings of ``K`` distinct items out of ``m``
+(Swaminathan et al.'s example 2): with ``q_j(a)`` the target's probability of item ``a`` in
+position ``j``, ``hits_i = sum_j q_j(s_ij)`` and ``shown_i = sum_j P_target(s_ij in the slate)``,
+``V = mean(r_i * (1 + (m - 1) * hits_i + (m - 1) / (m - K) * (shown_i - K)))``: the exact
+``q' Gamma^+ 1_s`` weight of the general estimator for that logging policy, unbiased under the
+same additivity. Per-slot IPS stays unbiased for any logging policy: ``independent_ips`` with
+the logging marginals (``1 / m`` under uniform logging).
+
 Caveat for serendip's own logs: ``bandit.serve.slate`` draws without replacement and logs each
 slot's probability *conditional* on the earlier slots. Slot 1's logged probability is its marginal;
 later slots' are not, and the slots are not independent, so pass marginals (e.g. by replaying
@@ -65,12 +75,7 @@ def slate_estimate(
     check_alpha(alpha)
     ratio = q / p
     if method == "pseudo_inverse":
-        try:
-            per_slot = np.ndim(rewards) == 2
-        except ValueError:  # ragged: let ``reals`` name the argument
-            per_slot = False
-        r = reals("rewards", rewards, (n, slots) if per_slot else (n,))
-        total = r.sum(axis=1) if per_slot else r
+        total = _slate_totals(rewards, n, slots)
         return mean_estimate(total * (1.0 - slots + ratio.sum(axis=1)), method, alpha)
     if method == "independent_ips":
         r = reals("rewards", rewards, (n, slots))
@@ -78,11 +83,55 @@ def slate_estimate(
     raise ValueError(f"method: must be pseudo_inverse or independent_ips, got {method!r}")
 
 
-def _matrix_shape(values: ArrayLike) -> tuple[int, int]:
+def ranking_pseudo_inverse(
+    rewards: ArrayLike,
+    candidates: ArrayLike,
+    target_slot_p: ArrayLike,
+    target_shown_p: ArrayLike,
+    alpha: float = 0.05,
+) -> Estimate:
+    """The pseudo-inverse value per slate of logs drawn uniformly over rankings without repetition.
+
+    Event ``i`` ranked ``K`` distinct items out of ``candidates[i]`` (``m_i > K``), all rankings
+    equally likely. ``target_slot_p[i, k]`` is the target's probability of the logged item
+    ``s_ik`` in slot ``k`` (its marginal), ``target_shown_p[i, k]`` its probability of showing
+    ``s_ik`` in any slot. ``rewards`` has shape ``(n,)`` (slate totals) or ``(n, K)`` (summed).
+    Unbiased when the reward is additive over slots (see the module docstring).
+
+    >>> # 3 candidates, 2 slots, the target always shows (a, b): so did the log, reward 0.8
+    >>> ranking_pseudo_inverse([0.8], [3], [[1.0, 1.0]], [[1.0, 1.0]]).value
+    4.0
+    """
+    n, slots = _matrix_shape(target_slot_p, "target_slot_p")
+    q = probabilities("target_slot_p", target_slot_p, (n, slots), positive=False)
+    shown = probabilities("target_shown_p", target_shown_p, (n, slots), positive=False)
+    if (shown < q - 1e-9).any():
+        raise ValueError("target_shown_p: must be at least target_slot_p (slot k is in the slate)")
+    m = reals("candidates", candidates, (n,))
+    if (m != np.round(m)).any() or (m <= slots).any():
+        raise ValueError(f"candidates: must be whole numbers greater than the {slots} slots")
+    check_alpha(alpha)
+    total = _slate_totals(rewards, n, slots)
+    hits, covered = q.sum(axis=1), shown.sum(axis=1)
+    weight = 1.0 + (m - 1.0) * hits + (m - 1.0) / (m - slots) * (covered - slots)
+    return mean_estimate(total * weight, "ranking_pseudo_inverse", alpha)
+
+
+def _slate_totals(rewards: ArrayLike, n: int, slots: int) -> np.ndarray:
+    """Each slate's total reward from ``(n,)`` totals or ``(n, slots)`` per-slot rewards."""
+    try:
+        per_slot = np.ndim(rewards) == 2
+    except ValueError:  # ragged: let ``reals`` name the argument
+        per_slot = False
+    r = reals("rewards", rewards, (n, slots) if per_slot else (n,))
+    return r.sum(axis=1) if per_slot else r
+
+
+def _matrix_shape(values: ArrayLike, name: str = "logging_slot_p") -> tuple[int, int]:
     try:
         shape = np.shape(values)
     except ValueError as error:  # a ragged nested list
-        raise ValueError("logging_slot_p: must be a rectangular (n, slots) array") from error
+        raise ValueError(f"{name}: must be a rectangular (n, slots) array") from error
     if len(shape) != 2 or shape[0] == 0 or shape[1] == 0:
-        raise ValueError(f"logging_slot_p: must be a non-empty (n, slots) array, got shape {shape}")
+        raise ValueError(f"{name}: must be a non-empty (n, slots) array, got shape {shape}")
     return shape[0], shape[1]

@@ -7,28 +7,38 @@ then learns the event from the log, when the logging policy learned it (see
 ``_LearningSchedule``). Those probabilities against the logged ones give
 importance weights for off-policy estimates:
 
-- first slot: unbiased value of the first slot (SNIPS over events);
+- first slot: unbiased value of the first slot (SNIPS over events by default; DM and DR take
+  the candidate's whole first-slot distribution and a cross-fitted reward model fitted on the
+  log, ``bandit.evaluate.reward_model``);
 - slate: value of the whole slate, the sum of per-slot IPS terms (``independent_ips`` of
   ``bandit.evaluate.ope_slates``). Slot k > 1 uses probabilities conditional on the logged earlier
-  slots, so it is exact only when slot rewards do not depend on the rest of the slate; it trades
+  slots, so it values slot k as if the earlier slots had been the logged ones: approximate even
+  when slot rewards do not depend on the rest of the slate (``docs/evaluation.md``); it trades
   that bias for far less variance than the exact slate weight (a product of K ratios).
 
 Slots the user never saw (``DecisionRecord.seen_slots``) are skipped as learning skips them: they
 add nothing to the slate value (padded with probability 1 and reward 0), an event whose first
 slot was unseen is left out of the first-slot estimate, and the replaying model does not learn
 them. They stay earlier slots of the slots after them, whose probabilities are conditional on them.
+
+Traps met on the way (events that cannot be replayed, logged probabilities that cannot be right,
+segments a candidate lacks, pacing borrowed from the log) are counted in ``Evaluation.warnings``
+(``bandit.evaluate.log_warnings``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from bandit.decision_log import DecisionRecord, LoggedSlot
-from bandit.evaluate.ope import Estimate, estimate
+from bandit.evaluate.intervals import IntervalMethod
+from bandit.evaluate.log_warnings import ReplayWarnings, check_candidate, replayable
+from bandit.evaluate.ope import METHODS, Estimate, Method, estimate, interval_for
 from bandit.evaluate.ope_slates import slate_estimate
+from bandit.evaluate.reward_model import DEFAULT_FOLDS, fit_reward_model
 from bandit.learn.learning import constraints_of, learn_record
 from bandit.learn.rewards import record_outcome
 from bandit.serve.budget import ExplorationBudget
@@ -41,12 +51,18 @@ from bandit.spec import PolicySpec
 
 @dataclass(frozen=True)
 class FirstSlotTerms:
-    """The first-slot estimate's inputs, one entry per event whose first slot was seen."""
+    """The first-slot estimate's inputs, one entry per event whose first slot was seen.
+
+    ``reward_hat`` and ``reward_hat_target`` (DR's ``f`` and ``g``) are set when the replay
+    fitted a reward model (methods ``dm`` and ``dr``).
+    """
 
     timestamps: np.ndarray
     rewards: np.ndarray
     logged: np.ndarray
     target: np.ndarray
+    reward_hat: np.ndarray | None = None
+    reward_hat_target: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +85,8 @@ class Evaluation:
     logged_first_slot: float
     logged_slate: float
     events: int
+    # Traps met in the log, one line per kind with its count (``bandit.evaluate.log_warnings``)
+    warnings: list[str] = field(default_factory=list)
 
     def best(self, by: str = "first_slot") -> tuple[PolicyValue, bool]:
         """The candidate with the highest estimate, and whether its interval clears the rest."""
@@ -94,6 +112,12 @@ def _segment_rate(spec: PolicySpec, segment: str, size: int) -> tuple[float, lis
 
 def slot_probabilities(ranker: Ranker, record: DecisionRecord) -> list[float]:
     """The probability the ranker's policy gives each logged slot, given the slots before it."""
+    return slot_distributions(ranker, record)[0]
+
+
+def slot_distributions(ranker: Ranker, record: DecisionRecord) -> tuple[list[float], np.ndarray]:
+    """``slot_probabilities`` and the policy's whole first-slot distribution over the record's
+    candidates, in their order (all zeros when the record allows none in its first slot)."""
     spec = ranker.spec
     candidates = [c.to_candidate() for c in record.candidates]
     index = {c.id: i for i, c in enumerate(candidates)}
@@ -127,11 +151,12 @@ def slot_probabilities(ranker: Ranker, record: DecisionRecord) -> list[float]:
     lead = _lead(spec, record, index)
     chosen: list[int] = []
     probabilities: list[float] = []
+    first = np.zeros(len(candidates))
     for slot in slots:
         pick = index[slot.item_id]
         allowed = allowed_mask(len(candidates), chosen, constraints)
         slot_rate = 1.0 if slot.position in discovery else rate
-        if not allowed[pick]:
+        if not allowed[pick] and (chosen or not allowed.any()):
             probabilities.append(0.0)
         else:
             slot_scores = (
@@ -147,9 +172,11 @@ def slot_probabilities(ranker: Ranker, record: DecisionRecord) -> list[float]:
                 lambda s, w: distribution(spec.exploration, s, w),
                 lead=lead,
             )
-            probabilities.append(float(mixed[pick]))
+            if not chosen:
+                first = np.asarray(mixed, dtype=np.float64)
+            probabilities.append(float(mixed[pick]) if allowed[pick] else 0.0)
         chosen.append(pick)
-    return probabilities
+    return probabilities, first
 
 
 def _lead(spec: PolicySpec, record: DecisionRecord, index: dict[str, int]) -> list[int] | None:
@@ -164,12 +191,34 @@ def evaluate(
     records: Iterable[DecisionRecord],
     candidates: Mapping[str, PolicySpec],
     alpha: float = 0.05,
+    method: Method = "snips",
+    folds: int = DEFAULT_FOLDS,
+    *,
+    interval: IntervalMethod | None = None,
 ) -> Evaluation:
-    """Replay ``records`` through every candidate; estimate each one's value with intervals."""
+    """Replay ``records`` through every candidate; estimate each one's value with intervals.
+
+    ``interval`` is the first-slot interval method (``bandit.evaluate.intervals``; default
+    ``normal``), bounded by the rewards' range.
+
+    ``method`` estimates the first slot (``bandit.evaluate.ope``); ``dm`` and ``dr`` fit a reward
+    model per candidate on the log, cross-fitted over ``folds`` folds
+    (``bandit.evaluate.reward_model``). The slate value is always ``independent_ips``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method: must be one of {', '.join(METHODS)}, got {method!r}")
+    interval_for(method, interval)
     ordered = sorted((r for r in records if r.activated and r.slate), key=lambda r: r.timestamp)
     if not ordered:
         raise ValueError("the log holds no activated event with a slate")
-    values = [_replay(name, spec, ordered, alpha) for name, spec in candidates.items()]
+    warnings = ReplayWarnings()
+    ordered = [record for record in ordered if replayable(record, warnings)]
+    if not ordered:
+        raise ValueError("the log holds no replayable event: " + "; ".join(warnings.messages()))
+    values = [
+        _replay(name, spec, ordered, alpha, warnings, method=method, folds=folds, interval=interval)
+        for name, spec in candidates.items()
+    ]
     first_spec = next(iter(candidates.values()))
     rewards = [_slot_rewards(record, first_spec) for record in ordered]
     return Evaluation(
@@ -177,6 +226,7 @@ def evaluate(
         logged_first_slot=float(np.mean([r[0] for r in rewards if r[0] is not None])),
         logged_slate=float(np.mean([sum(v for v in r if v is not None) for r in rewards])),
         events=len(ordered),
+        warnings=warnings.messages(),
     )
 
 
@@ -220,7 +270,15 @@ def observe(ranker: Ranker, record: DecisionRecord, rewards: Sequence[float | No
 
 
 def _replay(
-    name: str, spec: PolicySpec, records: Sequence[DecisionRecord], alpha: float
+    name: str,
+    spec: PolicySpec,
+    records: Sequence[DecisionRecord],
+    alpha: float,
+    warnings: ReplayWarnings | None = None,
+    *,
+    method: Method = "snips",
+    folds: int = DEFAULT_FOLDS,
+    interval: IntervalMethod | None = None,
 ) -> PolicyValue:
     ranker = Ranker(spec, clock=lambda: 0.0)
     width = max(len(record.slate) for record in records)
@@ -233,10 +291,18 @@ def _replay(
         raise ValueError("the log holds no event whose first slot was seen")
     schedule = _LearningSchedule(records)
     unsupported = 0
+    # DR's f (the logged first item's predicted reward) and g (expected under the candidate)
+    hats = np.zeros((len(records), 2))
+    model = fit_reward_model(records, spec, folds=folds) if method in ("dm", "dr") else None
     for i, record in enumerate(records):
         for j in schedule.due_before(record):
             observe(ranker, records[j], values[j])
-        probabilities = slot_probabilities(ranker, record)
+        probabilities, first = slot_distributions(ranker, record)
+        if model is not None and first_seen[i]:
+            hats[i] = model.first_slot_terms(record, first)
+        if warnings is not None:
+            own = _segment_rate(spec, record.segment, len(record.slate))
+            check_candidate(name, spec, record, own, warnings)
         for k, (slot, reward) in enumerate(zip(_ordered(record), values[i], strict=True)):
             if reward is not None:  # an unseen slot stays padded: probability 1, reward 0
                 target[i, k] = probabilities[k]
@@ -246,14 +312,19 @@ def _replay(
         unsupported += any(p == 0.0 for p, reward in seen if reward is not None)
         if schedule.progressive:
             observe(ranker, record, values[i])
+    if model is not None:
+        model.close()
     return PolicyValue(
         name=name,
         first_slot=estimate(
             rewards[first_seen, 0],
             logged[first_seen, 0],
             target[first_seen, 0],
-            method="snips",
+            method=method,
             alpha=alpha,
+            reward_hat=hats[first_seen, 0],
+            reward_hat_target=hats[first_seen, 1],
+            interval=interval,
         ),
         slate=slate_estimate(rewards, logged, target, method="independent_ips", alpha=alpha),
         events=len(records),
@@ -263,6 +334,8 @@ def _replay(
             rewards=rewards[first_seen, 0],
             logged=logged[first_seen, 0],
             target=target[first_seen, 0],
+            reward_hat=hats[first_seen, 0] if model is not None else None,
+            reward_hat_target=hats[first_seen, 1] if model is not None else None,
         ),
     )
 

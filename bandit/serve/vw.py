@@ -172,3 +172,32 @@ def read_envelope(data: bytes) -> tuple[dict[str, Any], bytes]:
     if not isinstance(header.get("args"), list) or not isinstance(header.get("explore"), bool):
         raise ModelError("model header lacks args or explore")
     return header, blob
+
+
+class VWRegressor:
+    """A squared-loss VW regression over single-line text features (no label in ``features``).
+
+    Used as a reward model for off-policy evaluation (``bandit.evaluate.reward_model``).
+
+    >>> model = VWRegressor(["-q", "CI"])
+    >>> for _ in range(20):
+    ...     model.learn("|Cu a=1 |I id=x", 1.0)
+    >>> round(model.predict("|Cu a=1 |I id=x"), 1)
+    1.0
+    """
+
+    def __init__(self, args: Sequence[str] = ()) -> None:
+        self.args = validate_vw_args(args)
+        self._vw = Workspace(arg_list=["--quiet", *self.args])
+
+    def learn(self, features: str, label: float) -> None:
+        """Fit one example: the features' target is ``label``."""
+        self._vw.learn(f"{float(label)!r} {features}")
+
+    def predict(self, features: str) -> float:
+        """The predicted label of the features."""
+        return float(self._vw.predict(features))
+
+    def close(self) -> None:
+        """Release VW's native resources."""
+        self._vw.finish()

@@ -14,6 +14,7 @@ from estimators.slates import pseudo_inverse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bandit.evaluate.intervals import UNBOUNDED, reward_range
 from bandit.evaluate.ope import Estimate, Method, estimate
 from bandit.evaluate.ope_slates import slate_estimate
 
@@ -48,8 +49,8 @@ def test_ips_and_snips_match_vw_estimators(seed: int, n: int) -> None:
         vw_ips.add_example(p, r, q)
         vw_snips.add_example(p, r, q)
         vw_interval.add_example(p, r, q)
-    # When serendip estimates from the arrays
-    mine_ips = estimate(rewards, logging_p, target_p, "ips")
+    # When serendip estimates from the arrays, with no reward bounds (the plain CLT interval)
+    mine_ips = estimate(rewards, logging_p, target_p, "ips", reward_range=UNBOUNDED)
     mine_snips = estimate(rewards, logging_p, target_p, "snips")
     # Then the point estimates agree to 1e-9, and so does the IPS normal interval
     assert mine_ips.value == pytest.approx(vw_ips.get(), abs=1e-9)
@@ -84,7 +85,7 @@ def test_vw_estimators_has_no_snips_interval_so_ours_is_the_delta_method() -> No
     w = target_p / logging_p  # [2, 1, 2, 0]
     value = 4.0 / 5.0
     se = np.sqrt(4 / 3) * np.sqrt(np.sum(w**2 * (rewards - value) ** 2)) / w.sum()
-    result = estimate(rewards, logging_p, target_p, "snips")
+    result = estimate(rewards, logging_p, target_p, "snips", reward_range=UNBOUNDED)
     assert result.value == pytest.approx(0.8, abs=1e-15)
     assert standard_error(result) == pytest.approx(se, rel=1e-12)
     assert se == pytest.approx(0.2262742, rel=1e-6)
@@ -151,8 +152,9 @@ def test_dr_with_a_perfect_reward_model_has_no_correction_term(
         "dr",
         reward_hat=rewards,
         reward_hat_target=expected_under_target,
+        reward_range=UNBOUNDED,
     )
-    # Then DR is the model's value, with a zero-width interval
+    # Then DR is the model's value, with a zero-width CLT interval
     assert result.value == pytest.approx(0.7, abs=1e-12)
     if result.n > 1:
         assert result.width == pytest.approx(0.0, abs=1e-12)
@@ -174,7 +176,11 @@ def test_the_interval_contains_the_point_estimate(
         reward_hat=rewards * 0.5,
         reward_hat_target=np.full(len(rewards), 0.2),
     )
-    assert result.low <= result.value <= result.high
+    # An IPS value can leave the reward range; the interval never does
+    low, high = reward_range(rewards, None)
+    if low <= result.value <= high:
+        assert result.low <= result.value <= result.high
+    assert low <= result.low <= result.high <= high
     assert result.n == len(rewards)
     assert result.method == method
 
@@ -236,8 +242,10 @@ def test_independent_ips_needs_per_slot_rewards() -> None:
         slate_estimate([1.0], [[0.5, 0.5]], [[1.0, 1.0]], "independent_ips")
 
 
-def test_one_example_gives_an_unbounded_interval() -> None:
+def test_one_example_gives_the_whole_reward_range_or_an_unbounded_interval() -> None:
     result = estimate([1.0], [0.5], [1.0], "ips")
+    assert (result.value, result.low, result.high) == (2.0, 0.0, 1.0)
+    result = estimate([1.0], [0.5], [1.0], "ips", reward_range=UNBOUNDED)
     assert (result.value, result.low, result.high) == (2.0, -np.inf, np.inf)
 
 
