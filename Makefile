@@ -30,6 +30,7 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
 bench: $(STAMP)
+	$(BIN)/python -m benchmarks.obd
 	$(BIN)/python -m benchmarks
 
 # Debian's chromium renders the HTML report in tests/e2e/test_report_browser.py (CI runs as root

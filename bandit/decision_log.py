@@ -12,9 +12,12 @@ is seen when its position was reported or its item got a reward before the event
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +25,8 @@ from bandit.domain import Candidate, Reward
 from bandit.learn.history import History
 
 FORMAT_VERSION = 1
+# A snapshot line starts with its name (pydantic writes fields in order); records never do.
+_SNAPSHOT_LINE = re.compile(r'\s*\{\s*"snapshot"\s*:')
 
 
 class _Record(BaseModel):
@@ -122,7 +127,10 @@ class DecisionRecord(_Record):
     affinities: list[float | None] | None = None
     user_id: str | None = None
     segment: str
-    candidates: list[LoggedCandidate]
+    # Inline, or (in a file) the items of the snapshot named by ``snapshot`` (``read_jsonl``).
+    candidates: list[LoggedCandidate] = Field(default_factory=list)
+    # The catalog snapshot the candidates are, in a log written by reference (``write_jsonl``).
+    snapshot: str | None = None
     slate: list[LoggedSlot]
     rewards: list[LoggedReward] = Field(default_factory=list)
     seed: int
@@ -147,6 +155,9 @@ class DecisionRecord(_Record):
     # Features of each position, in position order (multi-slot requests that gave some): the
     # slot is scored with them as the context's ``_slot`` namespace (``slot_context``).
     slot_features: list[dict[str, Any]] | None = None
+    # How the slots' probabilities were logged: ``conditional`` on the earlier slots (Serendip's
+    # own draws), or ``marginal`` per position (logs imported from systems that log those).
+    propensities: Literal["conditional", "marginal"] = "conditional"
 
     def shown_ids(self) -> list[str]:
         """Item ids of the slate in position order."""
@@ -203,29 +214,98 @@ def slot_context(
     return {**context, SLOT_KEY: dict(slot_features[position - 1])}
 
 
+class CatalogSnapshot(_Record):
+    """A line of a log written by reference: candidates stored once, named by content."""
+
+    snapshot: str
+    items: list[LoggedCandidate]
+
+    @classmethod
+    def of(cls, items: list[LoggedCandidate]) -> CatalogSnapshot:
+        """The snapshot of ``items``, named by a hash of their content and order.
+
+        >>> a = CatalogSnapshot.of([LoggedCandidate(id="a", features={"n": 1})])
+        >>> b = CatalogSnapshot.of([LoggedCandidate(id="a", features={"n": 1})])
+        >>> a.snapshot == b.snapshot, a.snapshot.startswith("sha256:")
+        (True, True)
+        """
+        content = json.dumps(
+            [item.model_dump(mode="json") for item in items], sort_keys=True, separators=(",", ":")
+        )
+        digest = hashlib.sha256(content.encode("utf-8")).hexdigest()[:32]
+        return cls(snapshot=f"sha256:{digest}", items=items)
+
+
 def read_jsonl(source: str | Path | IO[str]) -> Iterator[DecisionRecord]:
     """Yield records from a JSONL file or stream; blank lines are skipped.
 
-    A malformed line raises ``ValueError`` naming its line number.
+    A log written by reference (``write_jsonl(..., by_reference=True)``) holds snapshot lines
+    (``CatalogSnapshot``); a record naming one gets its items as its candidates, shared between
+    the records that name it. A malformed line, or a record naming a snapshot no earlier line
+    holds, raises ``ValueError`` naming its line number.
     """
     if isinstance(source, str | Path):
         with open(source, encoding="utf-8") as handle:
             yield from read_jsonl(handle)
         return
+    snapshots: dict[str, list[LoggedCandidate]] = {}
     for number, line in enumerate(source, start=1):
         if not line.strip():
             continue
         try:
-            yield DecisionRecord.model_validate_json(line)
+            if _SNAPSHOT_LINE.match(line):
+                snapshot = CatalogSnapshot.model_validate_json(line)
+                snapshots[snapshot.snapshot] = snapshot.items
+                continue
+            record = DecisionRecord.model_validate_json(line)
         except ValueError as exc:
             raise ValueError(f"decision log line {number}: {exc}") from exc
+        if record.snapshot is not None:
+            items = snapshots.get(record.snapshot)
+            if items is None:
+                raise ValueError(
+                    f"decision log line {number}: snapshot {record.snapshot!r} is not on an "
+                    "earlier line"
+                )
+            if record.candidates:
+                raise ValueError(
+                    f"decision log line {number}: a record naming a snapshot has no candidates "
+                    "of its own"
+                )
+            record = record.model_copy(update={"candidates": items, "snapshot": None})
+        yield record
 
 
-def write_jsonl(records: Iterable[DecisionRecord], sink: IO[str]) -> int:
-    """Write records one per line; return how many were written."""
+def write_jsonl(
+    records: Iterable[DecisionRecord], sink: IO[str], *, by_reference: bool = False
+) -> int:
+    """Write records one per line; return how many records were written.
+
+    ``by_reference``: each distinct candidate list is written once, as a ``CatalogSnapshot``
+    line before the first record that uses it, and records name it (``snapshot``) instead of
+    embedding it. ``read_jsonl`` restores the records exactly.
+    """
     count = 0
+    # By the identity of the items (kept alive with the name, so no id is reused)
+    names: dict[tuple[int, ...], tuple[list[LoggedCandidate], str]] = {}
+    written: set[str] = set()
     for record in records:
-        sink.write(record.model_dump_json(exclude_none=False))
+        line = record
+        if by_reference and record.candidates:
+            key = tuple(map(id, record.candidates))
+            known = names.get(key)
+            if known is None:
+                snapshot = CatalogSnapshot.of(record.candidates)
+                known = (record.candidates, snapshot.snapshot)
+                names[key] = known
+                if snapshot.snapshot not in written:
+                    sink.write(snapshot.model_dump_json())
+                    sink.write("\n")
+                    written.add(snapshot.snapshot)
+            line = record.model_copy(update={"candidates": [], "snapshot": known[1]})
+        elif record.snapshot is not None:
+            line = record.model_copy(update={"snapshot": None})
+        sink.write(line.model_dump_json(exclude_none=False))
         sink.write("\n")
         count += 1
     return count

@@ -8,6 +8,7 @@
 - ``serendip dlq list`` / ``serendip dlq redrive``: the reward dead-letter queue.
 - ``serendip keys revoke``: revoke a key (by its hash or the key itself) at once.
 - ``serendip export`` / ``serendip evaluate``: the decision log out, and offline evaluation.
+- ``serendip import``: another system's CSV or JSONL log into a decision log, by a mapping.
 - ``serendip report``: an HTML page of plots and metrics from an exported decision log.
 - ``serendip personalizer import``: Azure Personalizer's exported logs, converted or learned.
 - ``serendip policies put|get|list``: a tenant's policy specs, through the HTTP API.
@@ -29,6 +30,8 @@ from local.dlq_cli import dlq_command
 from local.events_cli import add_parser as add_events_parser
 from local.events_cli import events_command
 from local.function_pool import default_api_workers
+from local.import_cli import add_parser as add_import_parser
+from local.import_cli import import_command
 from local.keys_cli import add_parser as add_keys_parser
 from local.keys_cli import keys_command
 from local.logs_cli import add_parsers as add_log_parsers
@@ -181,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dlq_parser(commands)
     add_events_parser(commands)
     add_log_parsers(commands)
+    add_import_parser(commands)
     add_report_parser(commands)
     add_personalizer_parser(commands)
     add_policies_parser(commands)
@@ -207,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return export(args)
     if args.command == "evaluate":
         return evaluate_command(args, Console())
+    if args.command == "import":
+        return import_command(args)
     if args.command == "report":
         return report_command(args)
     if args.command == "keys":

@@ -5,7 +5,7 @@ Each event the champion learned is first *evaluated* for the challenger, then le
 
 - the challenger's term: the first slot's reward, weighted by the probability the challenger's
   whole policy (scores, exploration, masks) gives the logged first item over the logged
-  probability (SNIPS; ``bandit.evaluate.replay.slot_probabilities``);
+  probability (SNIPS; ``bandit.evaluate.slot_draws.slot_probabilities``);
 - the champion's term: the same reward, weight 1 (what the champion really earned there).
 
 The challenger then learns the event's seen slots under its own spec, with the logged
@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bandit.decision_log import DecisionRecord
-from bandit.evaluate.replay import slot_probabilities
+from bandit.evaluate.slot_draws import slot_probabilities
 from bandit.evaluate.sums import Sums
 from bandit.learn.learning import learn_record
 from bandit.learn.rewards import record_outcome

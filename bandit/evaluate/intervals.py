@@ -85,7 +85,8 @@ def reward_range(rewards: np.ndarray, given: tuple[float, float] | None) -> tupl
 def weight_diagnostics(weights: np.ndarray, rewards: np.ndarray) -> Diagnostics:
     """Effective sample size, top-weight shares of ``sum |w r|`` and the warning, if any.
 
-    Ties in weight are broken towards larger ``|w r|``, so a share is never understated.
+    The shares are of the events whose ``|w r|`` is largest (ties broken towards larger weights):
+    how much of the estimate the fewest events decide, never understated.
 
     >>> d = weight_diagnostics(np.array([1.0] * 99 + [100.0]), np.array([1.0] * 100))
     >>> round(d.ess, 2), round(d.top_1pct_share, 4), d.warning is not None
@@ -96,7 +97,7 @@ def weight_diagnostics(weights: np.ndarray, rewards: np.ndarray) -> Diagnostics:
     ess = float(np.sum(weights)) ** 2 / square if square > 0.0 else 0.0
     carried = np.abs(weights * rewards)
     total = float(carried.sum())
-    order = np.lexsort((carried, weights))[::-1]
+    order = np.lexsort((weights, carried))[::-1]
 
     def share(count: int) -> float:
         return float(carried[order[:count]].sum()) / total if total > 0.0 else 0.0
@@ -114,7 +115,7 @@ def _warning(n: int, ess: float, top_10: float, total: float) -> str | None:
         )
     if top_10 > MAX_TOP_SHARE:
         reasons.append(
-            f"the {min(TOP_COUNT, n)} largest weights carry {top_10:.0%} of the estimate "
+            f"the {min(TOP_COUNT, n)} largest weighted rewards carry {top_10:.0%} of the estimate "
             f"(over {MAX_TOP_SHARE:.0%}): a handful of events decide it"
         )
     if total == 0.0:

@@ -90,7 +90,8 @@ def replayable(record: DecisionRecord, warnings: ReplayWarnings) -> bool:
             f"slot {invalid[0].position} logged {invalid[0].probability!r}",
         )
         return False
-    _check_probabilities(record, warnings)
+    if record.propensities == "conditional":  # the checks below hold for conditional draws
+        _check_probabilities(record, warnings)
     return True
 
 

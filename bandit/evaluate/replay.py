@@ -29,24 +29,22 @@ segments a candidate lacks, pacing borrowed from the log) are counted in ``Evalu
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from bandit.decision_log import DecisionRecord, LoggedSlot
-from bandit.evaluate.intervals import IntervalMethod
+from bandit.evaluate.intervals import IntervalMethod, clipped, reward_range
 from bandit.evaluate.log_warnings import ReplayWarnings, check_candidate, replayable
 from bandit.evaluate.ope import METHODS, Estimate, Method, estimate, interval_for
 from bandit.evaluate.ope_slates import slate_estimate
+from bandit.evaluate.propensity_table import PropensityTable, table_targets
 from bandit.evaluate.reward_model import DEFAULT_FOLDS, fit_reward_model
-from bandit.learn.learning import constraints_of, learn_record
+from bandit.evaluate.slot_draws import segment_rate, slot_distributions
+from bandit.learn.learning import learn_record
 from bandit.learn.rewards import record_outcome
-from bandit.serve.budget import ExplorationBudget
-from bandit.serve.coldstart import exploration_weights
-from bandit.serve.exploration import distribution
-from bandit.serve.ranker import MAX_LEAD, Ranker, RankRequest
-from bandit.serve.slate import SlateConstraints, allowed_mask, slot_distribution
-from bandit.spec import PolicySpec
+from bandit.serve.ranker import Ranker
+from bandit.spec import PolicySpec, RewardSpec
 
 
 @dataclass(frozen=True)
@@ -87,6 +85,8 @@ class Evaluation:
     events: int
     # Traps met in the log, one line per kind with its count (``bandit.evaluate.log_warnings``)
     warnings: list[str] = field(default_factory=list)
+    # How the log's probabilities were logged: conditional, marginal, or mixed (both kinds)
+    propensities: str = "conditional"
 
     def best(self, by: str = "first_slot") -> tuple[PolicyValue, bool]:
         """The candidate with the highest estimate, and whether its interval clears the rest."""
@@ -100,93 +100,6 @@ class Evaluation:
         return top, confident
 
 
-def _segment_rate(spec: PolicySpec, segment: str, size: int) -> tuple[float, list[int]]:
-    """The rate and discovery slots the candidate would use, at its target share."""
-    target = spec.budget_for(segment)
-    if target <= 0.0:
-        return 0.0, []
-    discovery = sorted(p for p in spec.exploration.discovery_positions if p <= size)
-    budget = ExplorationBudget({segment: target}, clock=lambda: 0.0)
-    return budget.rate(segment, slate_size=size, discovery_slots=len(discovery)), discovery
-
-
-def slot_probabilities(ranker: Ranker, record: DecisionRecord) -> list[float]:
-    """The probability the ranker's policy gives each logged slot, given the slots before it."""
-    return slot_distributions(ranker, record)[0]
-
-
-def slot_distributions(ranker: Ranker, record: DecisionRecord) -> tuple[list[float], np.ndarray]:
-    """``slot_probabilities`` and the policy's whole first-slot distribution over the record's
-    candidates, in their order (all zeros when the record allows none in its first slot)."""
-    spec = ranker.spec
-    candidates = [c.to_candidate() for c in record.candidates]
-    index = {c.id: i for i, c in enumerate(candidates)}
-    request = RankRequest(
-        record.event_id,
-        record.context,
-        candidates,
-        record.user_id,
-        history=record.history,
-        affinities=record.affinities,
-        slot_features=record.slot_features,
-    )
-    scores = ranker.scores(request, record.segment)
-    weights = exploration_weights(
-        candidates, spec.cold_start.new_item, record.timestamp, ranker.prior
-    )
-    logged = constraints_of(record)
-    constraints = SlateConstraints(
-        excluded=logged.excluded,
-        excluded_at=logged.excluded_at,
-        categories=logged.categories,
-        creators=logged.creators,
-        max_per_category=spec.diversity.max_per_category,
-        max_per_creator=spec.diversity.max_per_creator,
-    )
-    slots = sorted(record.slate, key=lambda s: s.position)
-    rate, discovery = _segment_rate(spec, record.segment, len(slots))
-    if spec.budget_for(record.segment) == record.exploration.budget:
-        # Same target: the pacing controller would have been in the logged state.
-        rate = record.exploration.rate
-    lead = _lead(spec, record, index)
-    chosen: list[int] = []
-    probabilities: list[float] = []
-    first = np.zeros(len(candidates))
-    for slot in slots:
-        pick = index[slot.item_id]
-        allowed = allowed_mask(len(candidates), chosen, constraints)
-        slot_rate = 1.0 if slot.position in discovery else rate
-        if not allowed[pick] and (chosen or not allowed.any()):
-            probabilities.append(0.0)
-        else:
-            slot_scores = (
-                ranker.scores(request, record.segment, slot.position)
-                if record.slot_features
-                else scores
-            )
-            _, mixed, _ = slot_distribution(
-                slot_scores,
-                weights,
-                allowed,
-                slot_rate,
-                lambda s, w: distribution(spec.exploration, s, w),
-                lead=lead,
-            )
-            if not chosen:
-                first = np.asarray(mixed, dtype=np.float64)
-            probabilities.append(float(mixed[pick]) if allowed[pick] else 0.0)
-        chosen.append(pick)
-    return probabilities, first
-
-
-def _lead(spec: PolicySpec, record: DecisionRecord, index: dict[str, int]) -> list[int] | None:
-    """The app's order an apprentice ``spec`` would have followed on ``record``."""
-    if spec.mode != "apprentice":
-        return None
-    order = record.baseline or [c.id for c in record.candidates]
-    return [index[i] for i in dict.fromkeys(order) if i in index][:MAX_LEAD]
-
-
 def evaluate(
     records: Iterable[DecisionRecord],
     candidates: Mapping[str, PolicySpec],
@@ -195,8 +108,15 @@ def evaluate(
     folds: int = DEFAULT_FOLDS,
     *,
     interval: IntervalMethod | None = None,
+    tables: Mapping[str, PropensityTable] | None = None,
+    rewards_spec: RewardSpec | None = None,
 ) -> Evaluation:
     """Replay ``records`` through every candidate; estimate each one's value with intervals.
+
+    ``tables`` are policies given by their probabilities alone
+    (``bandit.evaluate.propensity_table``), estimated with ``snips`` or ``ips`` next to the
+    specs; their rewards are valued by ``rewards_spec`` (default: the first spec's, else a
+    click worth 1), as are the logged values.
 
     ``interval`` is the first-slot interval method (``bandit.evaluate.intervals``; default
     ``normal``), bounded by the rewards' range.
@@ -219,20 +139,33 @@ def evaluate(
         _replay(name, spec, ordered, alpha, warnings, method=method, folds=folds, interval=interval)
         for name, spec in candidates.items()
     ]
-    first_spec = next(iter(candidates.values()))
-    rewards = [_slot_rewards(record, first_spec) for record in ordered]
+    if rewards_spec is None:
+        rewards_spec = next(iter(candidates.values())).rewards if candidates else RewardSpec()
+    rewards = [_slot_rewards(record, rewards_spec) for record in ordered]
+    for name, table in (tables or {}).items():
+        values.append(
+            _table_value(
+                name, table, ordered, rewards, alpha=alpha, method=method, interval=interval
+            )
+        )
     return Evaluation(
         candidates=values,
         logged_first_slot=float(np.mean([r[0] for r in rewards if r[0] is not None])),
         logged_slate=float(np.mean([sum(v for v in r if v is not None) for r in rewards])),
         events=len(ordered),
         warnings=warnings.messages(),
+        propensities=_kind(ordered),
     )
 
 
-def _slot_rewards(record: DecisionRecord, spec: PolicySpec) -> list[float | None]:
+def _kind(records: Sequence[DecisionRecord]) -> str:
+    kinds = {record.propensities for record in records}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def _slot_rewards(record: DecisionRecord, spec: RewardSpec) -> list[float | None]:
     """Each shown slot's reward in position order; None for a slot the user never saw."""
-    outcome = record_outcome(record, spec.rewards)
+    outcome = record_outcome(record, spec)
     seen = set(record.seen_ids())
     return [outcome.per_item[item] if item in seen else None for item in record.shown_ids()]
 
@@ -247,7 +180,7 @@ def logged_first_slots(
     kept: list[DecisionRecord] = []
     rewards: list[float] = []
     for record in ordered:
-        first = _slot_rewards(record, spec)[0]
+        first = _slot_rewards(record, spec.rewards)[0]
         if first is not None:
             kept.append(record)
             rewards.append(first)
@@ -285,7 +218,7 @@ def _replay(
     rewards = np.zeros((len(records), width))
     logged = np.ones((len(records), width))
     target = np.ones((len(records), width))
-    values = [_slot_rewards(record, spec) for record in records]
+    values = [_slot_rewards(record, spec.rewards) for record in records]
     first_seen = np.array([v[0] is not None for v in values])
     if not first_seen.any():
         raise ValueError("the log holds no event whose first slot was seen")
@@ -301,7 +234,7 @@ def _replay(
         if model is not None and first_seen[i]:
             hats[i] = model.first_slot_terms(record, first)
         if warnings is not None:
-            own = _segment_rate(spec, record.segment, len(record.slate))
+            own = segment_rate(spec, record.segment, len(record.slate))
             check_candidate(name, spec, record, own, warnings)
         for k, (slot, reward) in enumerate(zip(_ordered(record), values[i], strict=True)):
             if reward is not None:  # an unseen slot stays padded: probability 1, reward 0
@@ -326,7 +259,10 @@ def _replay(
             reward_hat_target=hats[first_seen, 1],
             interval=interval,
         ),
-        slate=slate_estimate(rewards, logged, target, method="independent_ips", alpha=alpha),
+        slate=_within_range(
+            slate_estimate(rewards, logged, target, method="independent_ips", alpha=alpha),
+            rewards,
+        ),
         events=len(records),
         unsupported=unsupported,
         terms=FirstSlotTerms(
@@ -338,6 +274,68 @@ def _replay(
             reward_hat_target=hats[first_seen, 1] if model is not None else None,
         ),
     )
+
+
+def _table_value(
+    name: str,
+    table: PropensityTable,
+    records: Sequence[DecisionRecord],
+    values: Sequence[list[float | None]],
+    *,
+    alpha: float,
+    method: Method,
+    interval: IntervalMethod | None,
+) -> PolicyValue:
+    """A propensity table's value on the log, as ``_replay`` values a spec."""
+    if method not in ("snips", "ips"):
+        raise ValueError(f"method: a propensity table is estimated by snips or ips, not {method!r}")
+    width = max(len(record.slate) for record in records)
+    target = table_targets(table, records, width)
+    rewards, logged = np.zeros((len(records), width)), np.ones((len(records), width))
+    for i, record in enumerate(records):
+        for k, (slot, reward) in enumerate(zip(_ordered(record), values[i], strict=True)):
+            if reward is None:  # unseen: padded as in ``_replay``
+                target[i, k] = 1.0
+            else:
+                logged[i, k], rewards[i, k] = slot.probability, reward
+    seen = np.array([v[0] is not None for v in values])
+    if not seen.any():
+        raise ValueError("the log holds no event whose first slot was seen")
+    unsupported = int(((target == 0.0) & (logged < 1.0)).any(axis=1).sum())
+    first = estimate(
+        rewards[seen, 0],
+        logged[seen, 0],
+        target[seen, 0],
+        method=method,
+        alpha=alpha,
+        interval=interval,
+    )
+    return PolicyValue(
+        name=name,
+        first_slot=first,
+        slate=_within_range(
+            slate_estimate(rewards, logged, target, method="independent_ips", alpha=alpha),
+            rewards,
+        ),
+        events=len(records),
+        unsupported=unsupported,
+        terms=FirstSlotTerms(
+            timestamps=np.array([r.timestamp for r in records])[seen],
+            rewards=rewards[seen, 0],
+            logged=logged[seen, 0],
+            target=target[seen, 0],
+        ),
+    )
+
+
+def _within_range(value: Estimate, rewards: np.ndarray) -> Estimate:
+    """A slate value's interval kept within what a slate can earn: per slot, the rewards' range
+    (``bandit.evaluate.intervals.reward_range``), times the slots."""
+    low, high = reward_range(rewards.ravel(), None)
+    slots = rewards.shape[1]
+    bounds = (slots * min(low, 0.0), slots * high)
+    inside = clipped(value.value, value.low, value.high, bounds, 0.0)
+    return replace(value, low=inside[0], high=inside[1])
 
 
 def _ordered(record: DecisionRecord) -> list[LoggedSlot]:

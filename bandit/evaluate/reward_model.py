@@ -97,7 +97,7 @@ class RewardModel:
     def first_slot_terms(self, record: DecisionRecord, target: np.ndarray) -> tuple[float, float]:
         """DR's ``(f, g)`` of one event: the predicted reward of the logged first-slot item, and
         the expected predicted reward under ``target``, the policy's first-slot distribution over
-        the record's candidates (``bandit.evaluate.replay.slot_distributions``)."""
+        the record's candidates (``bandit.evaluate.slot_draws.slot_distributions``)."""
         predicted = self.predict(record)
         if target.shape != predicted.shape:
             raise ValueError(

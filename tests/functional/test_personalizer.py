@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from bandit.evaluate.replay import slot_probabilities
+from bandit.evaluate.slot_draws import slot_probabilities
 from bandit.learn.rewards import record_outcome
 from bandit.serve.ranker import Ranker, RankRequest
 from functions.common import decision_store, model_store, policy_store
 from functions.common.auth import NewKey, create_key
 from functions.common.personalizer import evaluations
+from functions.common.personalizer.store import get_evaluation
 from functions.personalizer.app import lambda_handler
 from tests.functional.personalizer_api import PREVIEW, V1, PersonalizerApi
 from tests.queues import deliver_all
@@ -500,6 +501,164 @@ def test_an_evaluation_of_an_empty_range_or_too_many_events_is_refused(
     assert error_of(api.call("POST", f"{V1}/evaluations", wide))[:2] == (
         400,
         "LogsSizeExceedAllowedLimit",
+    )
+
+
+def _tier_reward(tier: str, action: str) -> float:
+    """Gold users value every article (article-5 half as much); silver users none."""
+    return (1.0 if tier == "gold" else 0.0) * (0.5 if action == "article-5" else 1.0)
+
+
+def _contextual_traffic(
+    api: PersonalizerApi, aws: dict[str, str], rounds: int
+) -> list[tuple[str, float]]:
+    """Rank ``rounds`` times for alternating silver and gold users, rewarded by
+    ``_tier_reward``; returns each event's (tier, reward). Event ids fix each rank's draw."""
+    logged = []
+    for i in range(rounds):
+        tier = "gold" if i % 2 else "silver"
+        answer = rank(api, contextFeatures=[{"user": {"tier": tier}}], eventId=f"tier-{i}")
+        value = _tier_reward(tier, answer["rewardActionId"])
+        api.call("POST", f"{V1}/events/{answer['eventId']}/reward", {"value": value})
+        logged.append((tier, value))
+    assert deliver_all(aws) == []
+    return logged
+
+
+def _summaries(api: PersonalizerApi, evaluation_id: str) -> dict[str, dict[str, Any]]:
+    status, got, _ = api.call("GET", f"{PREVIEW}/evaluations/{evaluation_id}")
+    assert status == 200, got
+    return {r["name"]: r["summary"] for r in got["content"]["value"]}
+
+
+def test_a_dr_evaluation_estimates_every_setting_and_narrows_random_on_a_predictable_log(
+    aws: dict[str, str], api: PersonalizerApi, tenant: NewKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logged = _contextual_traffic(api, aws, 80)
+    observed = sum(value for _, value in logged) / len(logged)
+    tiers = [tier for tier, _ in logged]
+    # What Random and Baseline (article-0, the first action) truly earn on these users
+    random_value = sum(
+        sum(_tier_reward(tier, a["id"]) for a in ACTIONS) / len(ACTIONS) for tier in tiers
+    ) / len(tiers)
+    baseline_value = sum(_tier_reward(tier, "article-0") for tier in tiers) / len(tiers)
+    monkeypatch.setattr(
+        evaluations, "time", types.SimpleNamespace(time=lambda: time.time() + 3_600)
+    )
+    contract = {
+        "name": "contextual",
+        "startTime": "2000-01-01T00:00:00Z",
+        "endTime": "2100-01-01T00:00:00Z",
+        "policies": [{"name": "greedy", "arguments": "--cb_explore_adf --epsilon 0.0 -q ::"}],
+    }
+    assert api.call("PUT", f"{PREVIEW}/evaluations/snips", contract)[0] == 200
+    assert api.call("PUT", f"{PREVIEW}/evaluations/dr", {**contract, "estimator": "dr"})[0] == 200
+
+    snips, dr = _summaries(api, "snips"), _summaries(api, "dr")
+    assert set(dr) == {"Online", "Baseline", "Random", "greedy"}
+    for name, summary in dr.items():
+        low, high = summary["confidenceInterval"]
+        assert low < summary["expectedReward"] < high, name
+        assert high - low < 1.0, name
+    # Online is the logging policy: the observed mean under either estimator
+    assert dr["Online"] == snips["Online"]
+    assert dr["Online"]["expectedReward"] == pytest.approx(observed)
+    low, high = dr["Baseline"]["confidenceInterval"]
+    assert low <= baseline_value <= high
+    # Random: DR agrees with SNIPS, holds the true value, and is surer of it
+    s_low, s_high = snips["Random"]["confidenceInterval"]
+    d_low, d_high = dr["Random"]["confidenceInterval"]
+    assert s_low <= dr["Random"]["expectedReward"] <= s_high
+    assert d_low <= random_value <= d_high
+    assert d_high - d_low < s_high - s_low
+
+    described = api.call("GET", f"{PREVIEW}/evaluations/dr")[1]["description"]
+    assert described == "Replayed 80 events of the decision log (DR, 95% intervals, first slot)."
+    assert get_evaluation(tenant.tenant, "personalizer", "dr")["estimator"] == "dr"
+    # v1.0 gives the DR terms' sums with unit weights: their ratio is the DR estimate
+    v1 = api.call("GET", f"{V1}/evaluations/dr")[1]
+    total = next(p for p in v1["policyResults"] if p["name"] == "Random")["totalSummary"]
+    assert total["ipsEstimatorDenominator"] == total["snipsEstimatorDenominator"] == 80
+    assert total["ipsEstimatorNumerator"] / 80 == pytest.approx(dr["Random"]["expectedReward"])
+
+
+def test_the_default_estimator_is_snips_as_before_and_an_unknown_one_is_refused(
+    aws: dict[str, str], api: PersonalizerApi, tenant: NewKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logged = _closed_traffic(api, aws, 30)
+    weights = [(1 / len(ACTIONS)) / probability for _, probability in logged]
+    random_snips = sum(w * value for w, (value, _) in zip(weights, logged, strict=True)) / sum(
+        weights
+    )
+    monkeypatch.setattr(
+        evaluations, "time", types.SimpleNamespace(time=lambda: time.time() + 3_600)
+    )
+    contract = {
+        "name": "same",
+        "startTime": "2000-01-01T00:00:00Z",
+        "endTime": "2100-01-01T00:00:00Z",
+        "policies": [{"name": "greedy", "arguments": "--cb_explore_adf --epsilon 0.0 -q ::"}],
+    }
+    assert api.call("PUT", f"{PREVIEW}/evaluations/default", contract)[0] == 200
+    explicit = {**contract, "estimator": "snips"}
+    assert api.call("PUT", f"{PREVIEW}/evaluations/explicit", explicit)[0] == 200
+
+    default = api.call("GET", f"{PREVIEW}/evaluations/default")[1]
+    named = api.call("GET", f"{PREVIEW}/evaluations/explicit")[1]
+    for key in ("optimalPolicy", "description", "content"):
+        assert json.dumps(default[key]) == json.dumps(named[key]), key
+    assert default["description"] == (
+        "Replayed 30 events of the decision log (SNIPS, 95% intervals, first slot)."
+    )
+    random = next(v for v in default["content"]["value"] if v["name"] == "Random")
+    assert random["summary"]["expectedReward"] == pytest.approx(random_snips)
+    v1_default = api.call("GET", f"{V1}/evaluations/default")[1]["policyResults"]
+    v1_named = api.call("GET", f"{V1}/evaluations/explicit")[1]["policyResults"]
+    assert json.dumps(v1_default) == json.dumps(v1_named)
+    # An evaluation kept before estimators existed (no such key) reads as SNIPS, unchanged
+    kept = get_evaluation(tenant.tenant, "personalizer", "default")
+    assert kept.pop("estimator") == "snips"
+    assert json.dumps(evaluations.render_preview(kept)) == json.dumps(default)
+    assert json.dumps(evaluations.render_v1(kept)["policyResults"]) == json.dumps(v1_default)
+
+    status, code, target = error_of(
+        api.call("PUT", f"{PREVIEW}/evaluations/foo", {**contract, "estimator": "foo"})
+    )
+    assert (status, code, target) == (400, "InvalidEvaluationContract", "estimator")
+    assert error_of(api.call("POST", f"{V1}/evaluations", {**contract, "estimator": "DR"}))[:3] == (
+        400,
+        "InvalidEvaluationContract",
+        "estimator",
+    )
+    listed = api.call("GET", f"{PREVIEW}/evaluations")[1]
+    assert sorted(e["id"] for e in listed["value"]) == ["default", "explicit"]
+    assert error_of(api.call("GET", f"{PREVIEW}/evaluations/foo"))[:2] == (
+        404,
+        "EvaluationNotFound",
+    )
+
+
+def test_a_dr_evaluation_of_too_few_events_for_a_reward_model_is_refused(
+    aws: dict[str, str], api: PersonalizerApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _closed_traffic(api, aws, 1)
+    monkeypatch.setattr(
+        evaluations, "time", types.SimpleNamespace(time=lambda: time.time() + 3_600)
+    )
+    contract = {
+        "name": "one",
+        "startTime": "2000-01-01T00:00:00Z",
+        "endTime": "2100-01-01T00:00:00Z",
+        "estimator": "dr",
+    }
+    # One event lies in one cross-fitting fold: no other fold's events to fit its model on
+    assert error_of(api.call("PUT", f"{PREVIEW}/evaluations/one", contract)) == (
+        400,
+        "InvalidEvaluationContract",
+        "estimator",
+    )
+    assert (
+        api.call("PUT", f"{PREVIEW}/evaluations/one", {**contract, "estimator": "snips"})[0] == 200
     )
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.stats import chi2 as chi2_distribution
 
-from bandit.evaluate.replay import slot_probabilities
+from bandit.evaluate.slot_draws import slot_probabilities
 from bandit.serve.ranker import Ranker
 from bandit.spec import parse_spec
 from functions.admin.app import lambda_handler as admin_handler

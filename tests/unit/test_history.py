@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from bandit.decision_log import LoggedReward
 from bandit.domain import Candidate
-from bandit.evaluate.replay import observe, slot_probabilities
+from bandit.evaluate.replay import observe
+from bandit.evaluate.slot_draws import slot_probabilities
 from bandit.learn.history import History, Rewarded, history_namespace, snapshot
 from bandit.learn.learning import slot_examples
 from bandit.serve.features import shared_line

@@ -200,7 +200,8 @@ def test_ess_and_top_shares_on_hand_made_weights() -> None:
     assert found.top_10_share == pytest.approx(200.0 / 210.0, rel=1e-12)
     assert found.warning == (
         "unreliable: effective sample size 36 of 200 events is below 100: few logged events are "
-        "ones this policy would have chosen; the 10 largest weights carry 95% of the estimate "
+        "ones this policy would have chosen; the 10 largest weighted rewards carry 95% of the "
+        "estimate "
         "(over 50%): a handful of events decide it"
     )
 
@@ -271,7 +272,7 @@ def test_serendip_evaluate_prints_the_interval_ess_top_share_and_warning(
     # Then it names the interval, the effective sample size and the top weights' share
     found = re.search(
         r"uniform: first-slot interval el, effective sample size (\d+) of 600 events, the 10 "
-        r"largest weights carry (\d+)% of the estimate \(top 1%: (\d+)%\)",
+        r"largest weighted rewards carry (\d+)% of the estimate \(top 1%: (\d+)%\)",
         out,
     )
     assert found is not None, out
@@ -282,3 +283,17 @@ def test_serendip_evaluate_prints_the_interval_ess_top_share_and_warning(
     with pytest.raises(SystemExit):
         main(["evaluate", "--logs", str(path), "--policy", str(spec_path), "--interval", "t"])
     assert "--interval" in capsys.readouterr().err
+
+
+def test_a_few_rewarded_events_deciding_the_estimate_are_warned_about_whatever_the_weights() -> (
+    None
+):
+    # Given (as on the Open Bandit Dataset) heavy weights on unrewarded events, and two rewarded
+    # events of weight 72 carrying nearly all of the weighted reward next to 3 light ones
+    weights = np.array([100.0] * 20 + [72.0] * 2 + [1.0] * 2_000)
+    rewards = np.array([0.0] * 20 + [1.0] * 2 + [1.0] * 3 + [0.0] * 1_997)
+    found = weight_diagnostics(weights, rewards)
+    # Then the share is of the largest weighted rewards (147 of 147), not of the largest weights
+    # (which carry none of it), and the estimate is called unreliable
+    assert found.top_10_share == pytest.approx(147.0 / 147.0)
+    assert found.warning is not None and "largest weighted rewards carry 100%" in found.warning

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from bandit.decision_log import DecisionRecord
-from bandit.evaluate.replay import evaluate, observe, slot_probabilities
+from bandit.evaluate.replay import evaluate, observe
+from bandit.evaluate.slot_draws import slot_probabilities
 from bandit.serve.ranker import Ranker
 from bandit.simulate.arena import simulated_logs
 from bandit.spec import load_spec, parse_spec

@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 
 from bandit.decision_log import DecisionRecord, LoggedReward, write_jsonl
 from bandit.evaluate.ope import estimate
-from bandit.evaluate.replay import FirstSlotTerms, evaluate, slot_distributions, slot_probabilities
+from bandit.evaluate.replay import FirstSlotTerms, evaluate
 from bandit.evaluate.reward_model import (
     first_slot_lines,
     fit_reward_model,
     fold_of,
     regression_features,
 )
+from bandit.evaluate.slot_draws import slot_distributions, slot_probabilities
 from bandit.serve.ranker import Ranker
 from bandit.simulate.arena import BanditContender
 from bandit.simulate.simulation import NewsScenario, SimRequest

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from bandit.decision_log import LoggedReward
 from bandit.domain import Candidate
 from bandit.errors import SpecError
-from bandit.evaluate.replay import observe, slot_probabilities
+from bandit.evaluate.replay import observe
+from bandit.evaluate.slot_draws import slot_probabilities
 from bandit.learn.history import Rewarded
 from bandit.learn.learning import slot_examples
 from bandit.learn.taste_factors import (

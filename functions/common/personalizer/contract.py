@@ -5,11 +5,12 @@ characters, ``arguments`` of at most 1,024, rewards in [-1, 1], ``defaultReward`
 ``explorationPercentage`` in [0, 1]. Serendip is more generous in one place: a rank may offer
 up to ``MAX_ACTIONS`` actions (Personalizer: 50); slots stay at most 50. Fields Personalizer
 ignored are ignored here too (its clients send none), and every value is checked for type.
+One field is Serendip's own: an evaluation's ``estimator`` (``snips``, the default, or ``dr``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -117,6 +118,8 @@ class EvaluationContract(_Body):
     policies: list[PolicyContract] = Field(default_factory=list, max_length=10)
     enableOfflineExperimentation: bool | None = None  # noqa: N815
     enablePolicyOptimization: bool | None = None  # noqa: N815
+    # Serendip's own: how the first slot is estimated; Personalizer's clients never send it
+    estimator: Literal["snips", "dr"] = "snips"
 
 
 class PolicyReference(_Body):

@@ -2,9 +2,11 @@
 
 An evaluation replays the policy's decision log between ``startTime`` and ``endTime``
 (``bandit.evaluate.replay``) through each learning setting it names, and estimates what each
-would have earned on the first slot (SNIPS, 95% interval), next to:
+would have earned on the first slot (SNIPS by default, or doubly robust with ``estimator: "dr"``,
+``functions.common.personalizer.evaluation_dr``; 95% interval), next to:
 
-- ``Online``: what the policy that served earned (its logged rewards);
+- ``Online``: what the policy that served earned (its logged rewards; the observed mean under
+  either estimator, its weights being 1);
 - ``Baseline``: always the app's own choice (the first non-excluded action, or the slot's
   ``baselineAction``), as Personalizer defined it;
 - ``Random``: a uniformly random allowed action.
@@ -33,6 +35,7 @@ from bandit.spec import PolicySpec
 from functions.common import decision_store
 from functions.common.auth import Principal
 from functions.common.errors import NotFoundError
+from functions.common.personalizer import comparisons
 from functions.common.personalizer import errors as codes
 from functions.common.personalizer.configuration import (
     arguments_of,
@@ -41,6 +44,7 @@ from functions.common.personalizer.configuration import (
 )
 from functions.common.personalizer.contract import EvaluationContract
 from functions.common.personalizer.errors import PersonalizerError, invalid
+from functions.common.personalizer.evaluation_dr import dr_values, reference_terms
 from functions.common.personalizer.resource import stored
 from functions.common.personalizer.store import (
     EvaluationExistsError,
@@ -107,13 +111,32 @@ def create(principal: Principal, evaluation_id: str, body: EvaluationContract) -
             codes.NO_LOGS,
             "no event with a seen first slot and a closed reward wait lies in the date range",
         )
+    if body.estimator == "dr":
+        references = reference_terms(
+            kept,
+            logged,
+            spec,
+            {
+                "Baseline": [comparisons.baseline_distribution(r) for r in kept],
+                "Random": [comparisons.random_distribution(r) for r in kept],
+            },
+        )
+        baseline, random = references["Baseline"], references["Random"]
+    else:
+        baseline, random = comparisons.baseline(kept, logged), comparisons.random(kept, logged)
     results = [
         _result("Online", arguments_of(spec), "Online", logged),
-        _result("Baseline", "", "Baseline", _baseline(kept, logged)),
-        _result("Random", "", "Random", _random(kept, logged)),
+        _result("Baseline", "", "Baseline", baseline),
+        _result("Random", "", "Random", random),
     ]
     if candidates:
-        replayed = evaluate(kept, {name: candidate for name, _, candidate in candidates})
+        try:
+            replayed = evaluate(
+                kept, {name: candidate for name, _, candidate in candidates}, method=body.estimator
+            )
+        except ValueError as exc:  # a log this replay can never use: retrying cannot help
+            field = "estimator" if body.estimator == "dr" else "startTime"  # or the date range
+            raise invalid(codes.INVALID_EVALUATION, field, str(exc)) from exc
         for (name, arguments, _), value in zip(candidates, replayed.candidates, strict=True):
             assert value.terms is not None  # the replay always keeps them
             results.append(_result(name, arguments, "Custom", value.terms))
@@ -130,6 +153,7 @@ def create(principal: Principal, evaluation_id: str, body: EvaluationContract) -
         "events": len(kept),
         "intervalInMinutes": interval,
         "optimalPolicy": best["name"],
+        "estimator": body.estimator,
         "policies": results,
     }
     try:
@@ -170,38 +194,6 @@ def _closed_records(
     return records
 
 
-def _baseline(records: Sequence[DecisionRecord], logged: FirstSlotTerms) -> FirstSlotTerms:
-    """Always the app's own first choice: probability 1 for it, 0 for any other."""
-    target = np.array(
-        [1.0 if _first(r) == _baseline_item(r) else 0.0 for r in records], dtype=np.float64
-    )
-    return FirstSlotTerms(logged.timestamps, logged.rewards, logged.logged, target)
-
-
-def _random(records: Sequence[DecisionRecord], logged: FirstSlotTerms) -> FirstSlotTerms:
-    """A uniform draw over the actions the first slot allowed."""
-    target = np.array([1.0 / max(len(_allowed(r)), 1) for r in records], dtype=np.float64)
-    return FirstSlotTerms(logged.timestamps, logged.rewards, logged.logged, target)
-
-
-def _first(record: DecisionRecord) -> str:
-    return min(record.slate, key=lambda s: s.position).item_id
-
-
-def _allowed(record: DecisionRecord) -> list[str]:
-    excluded = set(record.constraints.exclude)
-    if record.constraints.exclude_by_slot:
-        excluded |= set(record.constraints.exclude_by_slot[0])
-    return [c.id for c in record.candidates if c.id not in excluded]
-
-
-def _baseline_item(record: DecisionRecord) -> str | None:
-    if record.baseline:
-        return record.baseline[0]
-    allowed = _allowed(record)
-    return allowed[0] if allowed else None
-
-
 def _result(name: str, arguments: str, source: str, terms: FirstSlotTerms) -> dict[str, Any]:
     return {"name": name, "arguments": arguments, "source": source, "terms": terms}
 
@@ -215,14 +207,16 @@ def _interval(timestamps: np.ndarray) -> int:
 
 
 def _buckets(terms: FirstSlotTerms, minutes: int) -> list[list[float]]:
-    """``[bucket start, n, w, wr, w2, w2r, w2r2]`` per non-empty bucket, oldest first."""
+    """``[bucket start, n, w, wr, w2, w2r, w2r2]`` per non-empty bucket, oldest first: of the
+    importance weights and rewards (SNIPS), or of unit weights and DR's terms when ``terms``
+    carries a reward model's predictions (``evaluation_dr.dr_values``)."""
     width = minutes * 60
-    weights = terms.target / terms.logged
+    weights, values = dr_values(terms) or (terms.target / terms.logged, terms.rewards)
     starts = np.floor(terms.timestamps / width) * width
     out: list[list[float]] = []
     for start in np.unique(starts):
         mask = starts == start
-        sums = Sums.of(weights[mask], terms.rewards[mask])
+        sums = Sums.of(weights[mask], values[mask])
         out.append([float(start), sums.n, sums.w, sums.wr, sums.w2, sums.w2r, sums.w2r2])
     return out
 
@@ -324,8 +318,8 @@ def render_preview(
     return {
         **_details(evaluation),
         "optimalPolicy": evaluation["optimalPolicy"],
-        "description": f"Replayed {evaluation['events']} events of the decision log (SNIPS, "
-        "95% intervals, first slot).",
+        "description": f"Replayed {evaluation['events']} events of the decision log "
+        f"({_estimator_name(evaluation)}, 95% intervals, first slot).",
         "content": {
             "startTime": evaluation["startTime"],
             "endTime": evaluation["endTime"],
@@ -333,6 +327,11 @@ def render_preview(
             "value": values,
         },
     }
+
+
+def _estimator_name(evaluation: dict[str, Any]) -> str:
+    """``SNIPS`` or ``DR``; evaluations kept before ``estimator`` existed are SNIPS."""
+    return "DR" if evaluation.get("estimator", "snips") == "dr" else "SNIPS"
 
 
 def _summary(sums: Sums, timestamp: float, minutes: int) -> dict[str, Any]:
@@ -350,7 +349,8 @@ def _summary(sums: Sums, timestamp: float, minutes: int) -> dict[str, Any]:
 
 
 def render_v1(evaluation: dict[str, Any]) -> dict[str, Any]:
-    """The v1.0 ``Evaluation``: per setting, IPS/SNIPS sums per time bucket and in total."""
+    """The v1.0 ``Evaluation``: per setting, IPS/SNIPS sums per time bucket and in total (of a
+    DR evaluation: the sums of its DR terms with unit weights, so the ratio is their mean)."""
     minutes = int(evaluation["intervalInMinutes"])
     results = []
     for result in evaluation["policies"]:
