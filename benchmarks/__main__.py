@@ -6,16 +6,25 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.ablation import ABLATION_NEWS_ROUNDS, ABLATION_ROUNDS, ABLATION_SEEDS, ablation
+from benchmarks.ablation import (
+    ABLATION_NEWS_ROUNDS,
+    ABLATION_ROUNDS,
+    ABLATION_SEEDS,
+    ABLATION_USERS,
+    ablation,
+)
 from benchmarks.api_workers import compare as compare_workers
+from benchmarks.aws_latency import DELAYS, aws_latency
 from benchmarks.bakeoff import ENCODINGS, bakeoff, run_count
 from benchmarks.cold_start import MODEL_SIZES, cold_start, stored_models
 from benchmarks.core_speed import QUICK_RANK_SIZES, RANK_SIZES, learning_throughput, rank_sizes
 from benchmarks.estimator_coverage import coverage
+from benchmarks.fresh_process import child_environment
 from benchmarks.handler_speed import personalizer_rank_latency, rank_handler_latency
 from benchmarks.http_speed import http_rank_latency
 from benchmarks.learner_speed import learner_bench
@@ -27,11 +36,14 @@ from benchmarks.news import news
 from benchmarks.peers import peers, stream_decisions
 from benchmarks.performance_doc import plugged_renderers, write_performance_doc
 from benchmarks.quality import quality
+from benchmarks.quick_stack import on_one_stack
 from benchmarks.report import write_report
 from benchmarks.restart_survival import restart_survival
 from benchmarks.retrieval import retrieval_bench
 from benchmarks.stack_memory import QUICK_ROUNDS as QUICK_STACK_ROUNDS
+from benchmarks.stack_memory import QUICK_WINDOW as QUICK_STACK_WINDOW
 from benchmarks.stack_memory import ROUNDS as STACK_ROUNDS
+from benchmarks.stack_memory import environment as stack_environment
 from benchmarks.stack_memory import stack_memory
 from benchmarks.taste import GRID_ROUNDS, taste_bench
 from benchmarks.taste_collab import collaborative_rows
@@ -41,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
 PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
+QUICK_RESTART_EVENTS = 20
 
 
 def _progress(label: str, total: int) -> Callable[[int], None]:
@@ -82,6 +95,29 @@ class _Steps:
         return time.perf_counter() - self.started
 
 
+def _stack_steps(steps: _Steps, save: Callable[[str, dict[str, Any]], None]) -> None:
+    """The local-stack measures of a full run, each on a fresh stack of its own."""
+    http_calls = 200
+    steps.begin("rank over HTTP", f"rank over HTTP on the local stack: {http_calls:,} calls a way")
+    save("http_speed", http_rank_latency(http_calls, warmup=20, progress=_note))
+    steps.begin("load", "load on the local stack: concurrent clients, rank and signed rewards")
+    save("load", load_bench())
+    worker_counts = sorted({1, default_api_workers()})
+    compare_seconds = 30.0
+    steps.begin(
+        "concurrency by API workers",
+        f"16 clients, {compare_seconds:g} s per run, rank only and mixed, API workers "
+        + " and ".join(map(str, worker_counts)),
+    )
+    save("api_workers", compare_workers(worker_counts, compare_seconds))
+    steps.begin(
+        "learning loop",
+        "learning loop on the local stack: AWS requests per learned event, reward -> changed "
+        "ranking, closing a backlog with the sweep",
+    )
+    save("learning_loop", learning_loop_bench(progress=_note))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks; ``--quick`` runs tiny versions (a smoke test of the harness)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
@@ -96,9 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     quick: bool = args.quick
-    decisions = 400 if quick else 20_000
-    rounds = 300 if quick else 5_000
-    calls = 200 if quick else 3_000
     args.results.mkdir(parents=True, exist_ok=True)
     machine = describe()
     steps = _Steps()
@@ -107,6 +140,61 @@ def main(argv: list[str] | None = None) -> int:
         payload = {"machine": machine, "command": "make bench", **payload}
         (args.results / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
 
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="beside") as pool:
+        # The environment is read here, before any step changes this process's.
+        beside = pool.submit(_beside, child_environment(), stack_environment()) if quick else None
+        _run(quick, steps, save)
+        if beside is not None:
+            steps.begin("waiting for the steps beside", "waiting for the local-stack steps")
+            results, seconds = beside.result()
+            for name, result in results.items():
+                save(name, result)
+            steps.seconds.update(seconds)
+    steps.end()
+    save("run", {"quick": quick, "total_seconds": steps.total(), "steps": steps.seconds})
+    write_report(args.results, args.doc)
+    write_performance_doc(args.results, args.performance_doc, **plugged_renderers())
+    print(
+        f"done in {steps.total():.0f}s; summaries in {args.doc} and {args.performance_doc}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _beside(
+    env: Mapping[str, str], stack_env: Mapping[str, str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
+    """Quick only: the local-stack steps, on a thread beside the others; results and seconds.
+
+    Their fresh processes wait on loopback and on moto's server much of the time, while the
+    steps in this process keep one core busy: side by side, the smoke test uses both cores of
+    a small machine. ``env``: the environment of their child processes; ``stack_env``: that
+    of the long-lived stack's.
+    """
+    results: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, float] = {}
+    began = time.perf_counter()
+    # A smoke test of the harness compares nothing: one worker count, briefly, and every
+    # local-stack measure on one stack (benchmarks.quick_stack).
+    results.update(on_one_stack(10, warmup=3, compare_seconds=1.5, env=env))
+    seconds["local stack (beside)"] = time.perf_counter() - began
+    began = time.perf_counter()
+    results["restart_survival"] = restart_survival(QUICK_RESTART_EVENTS, env=env)
+    seconds["restart survival (beside)"] = time.perf_counter() - began
+    began = time.perf_counter()
+    # One API worker process (the worker pools have tests of their own).
+    results["stack_memory"] = stack_memory(
+        QUICK_STACK_ROUNDS, window=QUICK_STACK_WINDOW, api_workers=1, env=stack_env
+    )
+    seconds["long-lived local stack (beside)"] = time.perf_counter() - began
+    return results, seconds
+
+
+def _run(quick: bool, steps: _Steps, save: Callable[[str, dict[str, Any]], None]) -> None:
+    """Every step but those ``_beside`` runs in a quick run."""
+    decisions = 400 if quick else 20_000
+    rounds = 300 if quick else 5_000
+    calls = 200 if quick else 3_000
     steps.begin("quality", f"quality: {decisions:,} decisions, 5 policies on one stream")
     save("quality", quality(decisions=decisions, progress=_progress("decisions", decisions)))
     steps.begin("news", f"news scenario: {rounds:,} rounds")
@@ -135,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         "bakeoff",
         bakeoff(datasets, shuffles=shuffles, progress=_progress("learner runs", runs)),
     )
-    taste_rounds = 200 if quick else 20_000
-    grid_rounds = 100 if quick else GRID_ROUNDS
+    taste_rounds = 100 if quick else 20_000
+    grid_rounds = 50 if quick else GRID_ROUNDS
     steps.begin(
         "taste world",
         f"taste world: every contender on one stream, {taste_rounds:,} rounds (plain VW grid "
@@ -148,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             taste_rounds, grid_rounds=grid_rounds, extra=collaborative_rows(), progress=_note
         ),
     )
-    ablation_rounds = 100 if quick else ABLATION_ROUNDS
+    ablation_rounds = 50 if quick else ABLATION_ROUNDS
     ablation_seeds = (1,) if quick else ABLATION_SEEDS
     steps.begin(
         "for-you ablation",
@@ -159,12 +247,13 @@ def main(argv: list[str] | None = None) -> int:
         "ablation",
         ablation(
             ablation_rounds,
-            100 if quick else ABLATION_NEWS_ROUNDS,
+            50 if quick else ABLATION_NEWS_ROUNDS,
             ablation_seeds,
+            users=100 if quick else ABLATION_USERS,
             progress=_note,
         ),
     )
-    handler_calls = 50 if quick else min(calls, 500)
+    handler_calls = 20 if quick else min(calls, 500)
     steps.begin(
         "rank handler on moto",
         f"rank handler on moto: {handler_calls:,} calls; the Personalizer API's rank against "
@@ -177,33 +266,21 @@ def main(argv: list[str] | None = None) -> int:
             "personalizer_vs_v1": personalizer_rank_latency(calls=min(handler_calls, 300)),
         },
     )
-    http_calls = 10 if quick else 200
-    steps.begin("rank over HTTP", f"rank over HTTP on the local stack: {http_calls:,} calls a way")
-    save(
-        "http_speed",
-        http_rank_latency(http_calls, warmup=3 if quick else 20, progress=_note),
-    )
-    steps.begin("load", "load on the local stack: concurrent clients, rank and signed rewards")
-    save("load", load_bench(quick))
-    # A smoke test of the harness compares nothing: one worker count, briefly.
-    worker_counts = [1] if quick else sorted({1, default_api_workers()})
-    compare_seconds = 1.5 if quick else 30.0
+    latency_calls = 20 if quick else 400
     steps.begin(
-        "concurrency by API workers",
-        f"16 clients, {compare_seconds:g} s per run, rank only and mixed, API workers "
-        + " and ".join(map(str, worker_counts)),
+        "rank handler with AWS latency",
+        f"rank handler on moto with 4 and 8 ms per AWS call: {latency_calls:,} calls each",
     )
-    save("api_workers", compare_workers(worker_counts, compare_seconds))
+    save(
+        "aws_latency",
+        aws_latency(calls=latency_calls, delays=(0.004,) if quick else DELAYS, progress=_note),
+    )
+    if not quick:
+        _stack_steps(steps, save)
     events = 10 if quick else 1_000
     steps.begin("learner through SQS", f"learner through SQS on moto: {events:,} events")
     learner = learner_bench(learning, events=events, progress=_note)
     save("learner_speed", learner)
-    steps.begin(
-        "learning loop",
-        "learning loop on the local stack: AWS requests per learned event, reward -> changed "
-        "ranking, closing a backlog with the sweep",
-    )
-    save("learning_loop", learning_loop_bench(quick, progress=_note))
     repeats = 1 if quick else 5
     served = 20 if quick else 1_000
     steps.begin(
@@ -214,30 +291,18 @@ def main(argv: list[str] | None = None) -> int:
     with stored_models(MODEL_SIZES, repeats) as stored:
         save("cold_start", cold_start(repeats, progress=_note, stored=stored))
         save("memory", peak_memory(served, learner=learner, progress=_note, stored=stored))
-    stack_rounds = QUICK_STACK_ROUNDS if quick else STACK_ROUNDS
-    steps.begin(
-        "long-lived local stack",
-        f"long-lived local stack: {stack_rounds:,} rank + reward rounds, RSS and rank latency",
-    )
-    save(
-        "stack_memory",
-        stack_memory(stack_rounds, window=40 if quick else 1_000, progress=_note),
-    )
-    accepted = 20 if quick else 500
-    steps.begin(
-        "restart survival",
-        f"restart survival: {accepted:,} rewards accepted, a clean stop, learned after restart",
-    )
-    save("restart_survival", restart_survival(accepted))
-    steps.end()
-    save("run", {"quick": quick, "total_seconds": steps.total(), "steps": steps.seconds})
-    write_report(args.results, args.doc)
-    write_performance_doc(args.results, args.performance_doc, **plugged_renderers())
-    print(
-        f"done in {steps.total():.0f}s; summaries in {args.doc} and {args.performance_doc}",
-        file=sys.stderr,
-    )
-    return 0
+    if not quick:
+        steps.begin(
+            "long-lived local stack",
+            f"long-lived local stack: {STACK_ROUNDS:,} rank + reward rounds, RSS and rank latency",
+        )
+        save("stack_memory", stack_memory(STACK_ROUNDS, window=1_000, progress=_note))
+        accepted = 500
+        steps.begin(
+            "restart survival",
+            f"restart survival: {accepted:,} rewards accepted, a clean stop, learned after restart",
+        )
+        save("restart_survival", restart_survival(accepted))
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ def shipped_variants(shipped: PolicySpec) -> list[tuple[str, PolicySpec]]:
 ABLATION_ROUNDS = 10_000
 ABLATION_NEWS_ROUNDS = 5_000
 ABLATION_SEEDS = (1, 2)
+ABLATION_USERS = 500
 
 
 def _validated(spec: PolicySpec) -> PolicySpec:
@@ -238,7 +239,7 @@ def ablation(
     news_rounds: int = ABLATION_NEWS_ROUNDS,
     seeds: Sequence[int] = ABLATION_SEEDS,
     *,
-    users: int = 500,
+    users: int = ABLATION_USERS,
     base_ctr: float = 0.06,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:

@@ -16,11 +16,14 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.core_speed import percentiles
 from benchmarks.fresh_process import child_environment, child_main, run_child
 from benchmarks.load import FULL, cpu_split, load_bench
+
+if TYPE_CHECKING:
+    from local.stack import LocalStack
 
 COLUMNS = (
     "| API workers | requests | requests/s | rank p50 | rank p95 | rewards p95 | errors | lost "
@@ -61,12 +64,17 @@ def compare(workers: list[int], seconds: float) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any]) -> list[str]:
     """The "Concurrency by API workers" section of the benchmarks document, as lines."""
+    # A quick run (benchmarks.quick_stack) shares one stack, its learner on, between the rows.
+    shared = result.get("shared_stack", False)
+    where = "on the stack of the other quick measures" if shared else "on a fresh stack per row"
+    learner = "idle" if shared else "off"
     lines = [
         "## Concurrency by API workers",
         "",
-        f"{result['clients']} concurrent clients for {result['seconds']:g} s on a fresh stack per "
-        "row, 30 candidates per rank (`serendip serve --workers N`; with N > 1 the learner runs "
-        "in a process of its own too). Rank only: every client ranks in a loop, the learner off. "
+        f"{result['clients']} concurrent clients for {result['seconds']:g} s {where}, "
+        "30 candidates per rank (`serendip serve --workers N`; with N > 1 the learner runs "
+        f"in a process of its own too). Rank only: every client ranks in a loop, the learner "
+        f"{learner}. "
         "Mixed: ranks and signed reward posts as in the load run above, learning as it goes. "
         "Targets (issue 12): >= 100 requests/s, rank p95 <= 200 ms, no errors.",
         "",
@@ -122,19 +130,24 @@ def _child_rank(args: list[str]) -> dict[str, Any]:
             port=0, record_state=False, log_level="ERROR", api_workers=api_workers, learn=False
         )
         with stack:
-            before = cpu_split(stack)
-            started = time.monotonic()
-            with ThreadPoolExecutor(clients) as threads:
-                runs = list(
-                    threads.map(lambda seed: _ranks(stack, seed, started + seconds), range(clients))
-                )
-            elapsed = time.monotonic() - started
-            after = cpu_split(stack)
+            return ranks_on(stack, seconds, clients)
+
+
+def ranks_on(stack: LocalStack, seconds: float, clients: int) -> dict[str, Any]:
+    """``clients`` threads ranking on ``stack`` for ``seconds``; requests/s, p50/p95, CPU."""
+    before = cpu_split(stack)
+    started = time.monotonic()
+    with ThreadPoolExecutor(clients) as threads:
+        runs = list(
+            threads.map(lambda seed: _ranks(stack, seed, started + seconds), range(clients))
+        )
+    elapsed = time.monotonic() - started
+    after = cpu_split(stack)
     samples = [latency for run in runs for latency, _ in run]
     errors = sum(1 for run in runs for _, status in run if status != 200)
     figures = percentiles(samples)
     return {
-        "api_workers": api_workers,
+        "api_workers": stack.api_workers,
         "requests": len(samples),
         "throughput_rps": len(samples) / elapsed,
         "operations": {"rank": {k: figures[k] for k in ("p50_ms", "p95_ms")}, "rewards": {}},

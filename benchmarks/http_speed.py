@@ -19,10 +19,13 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.cold_start import RANK_PATH
 from benchmarks.fresh_process import child_environment, child_main, run_child
+
+if TYPE_CHECKING:
+    from local.stack import LocalStack
 
 WARMUP_CALLS = 20
 BLOCK = 20
@@ -87,30 +90,38 @@ class _Ways:
 def _measure(args: list[str]) -> dict[str, Any]:
     """Child: start a local stack, time ranks over HTTP and directly, stop it."""
     calls, candidates, slots, warmup = (int(a) for a in args)
-    from benchmarks.core_speed import percentiles
     from local.stack import LocalStack
 
-    bodies = _bodies(calls + warmup, candidates, slots)
     with tempfile.TemporaryDirectory(prefix="serendip-state-") as state:
         os.environ["SERENDIP_STATE_DIR"] = state
         with LocalStack(
             port=0, record_state=False, sweep_interval=SWEEP_HELD_OFF_SECONDS, log_level="ERROR"
         ) as stack:
-            ways = _Ways(stack.url, stack.api_key)
-            calls_of: dict[str, Callable[[bytes], float]] = {
-                "http_keep_alive": ways.keep_alive,
-                "http_new_connection": ways.new_connection,
-                "direct": ways.direct,
-            }
-            times: dict[str, list[float]] = {name: [] for name in calls_of}
-            for call in calls_of.values():
-                for body in bodies[:warmup]:
-                    call(body)
-            measured = bodies[warmup:]
-            for start in range(0, len(measured), BLOCK):
-                for name, call in calls_of.items():
-                    times[name] += [call(body) for body in measured[start : start + BLOCK]]
-            ways.connection.close()
+            return ways_on(stack, calls, candidates, slots, warmup)
+
+
+def ways_on(
+    stack: LocalStack, calls: int, candidates: int, slots: int, warmup: int
+) -> dict[str, Any]:
+    """Time ranks of ``stack`` (its sweep held off) over HTTP and directly, in turns."""
+    from benchmarks.core_speed import percentiles
+
+    bodies = _bodies(calls + warmup, candidates, slots)
+    ways = _Ways(stack.url, stack.api_key)
+    calls_of: dict[str, Callable[[bytes], float]] = {
+        "http_keep_alive": ways.keep_alive,
+        "http_new_connection": ways.new_connection,
+        "direct": ways.direct,
+    }
+    times: dict[str, list[float]] = {name: [] for name in calls_of}
+    for call in calls_of.values():
+        for body in bodies[:warmup]:
+            call(body)
+    measured = bodies[warmup:]
+    for start in range(0, len(measured), BLOCK):
+        for name, call in calls_of.items():
+            times[name] += [call(body) for body in measured[start : start + BLOCK]]
+    ways.connection.close()
     return {
         "calls": calls,
         "candidates": candidates,

@@ -46,6 +46,7 @@ from benchmarks.loop_stack import (
 
 if TYPE_CHECKING:
     from local.client import SerendipClient
+    from local.stack import LocalStack
 
 LEARN_TIMEOUT_SECONDS = 300.0
 FRESHNESS_TIMEOUT_SECONDS = 30.0
@@ -94,7 +95,16 @@ def _posted(client: SerendipClient, rewards: list[dict[str, Any]]) -> None:
 
 def _child_requests(args: list[str]) -> dict[str, Any]:
     """Child: rank, reward and learn ``events`` events on a fresh stack, counting AWS calls."""
-    events = int(args[0])
+    with local_stack() as stack:
+        return requests_on(stack, int(args[0]))
+
+
+def requests_on(stack: LocalStack, events: int) -> dict[str, Any]:
+    """Rank, reward and learn ``events`` events on ``stack``, counting this process's AWS calls.
+
+    The head model's count must reach ``events``: ``stack`` has learned nothing for ``POLICY``
+    before (a fresh stack).
+    """
     from bandit.simulate.simulation import Population
     from local.aws_calls import record_aws_calls
     from local.client import SerendipClient
@@ -102,7 +112,7 @@ def _child_requests(args: list[str]) -> dict[str, Any]:
 
     population = Population(seed=5, candidates=CANDIDATES)
     rng = np.random.default_rng(5)
-    with local_stack() as stack, record_aws_calls() as calls:
+    with record_aws_calls() as calls:
         client = SerendipClient(stack.url, stack.api_key, stack.webhook_secret)
         started = time.perf_counter()
         served = []
@@ -160,7 +170,13 @@ def requests_per_event(events: int) -> dict[str, Any]:
 
 def _child_freshness(args: list[str]) -> dict[str, Any]:
     """Child: ``trials`` times, rank, reward every slot, rank until the model moved on."""
-    trials = int(args[0])
+    with local_stack(sweep_interval=HELD_OFF_SECONDS) as stack:
+        return freshness_on(stack, int(args[0]))
+
+
+def freshness_on(stack: LocalStack, trials: int) -> dict[str, Any]:
+    """``trials`` times on ``stack`` (its sweep held off): rank, reward every slot, rank until
+    the model moved on."""
     from bandit.simulate.simulation import Population
     from local.client import SerendipClient
     from local.demo import rank_body
@@ -169,32 +185,31 @@ def _child_freshness(args: list[str]) -> dict[str, Any]:
     rng = np.random.default_rng(7)
     seconds: list[float] = []
     polls: list[int] = []
-    with local_stack(sweep_interval=HELD_OFF_SECONDS) as stack:
-        client = SerendipClient(stack.url, stack.api_key, stack.webhook_secret)
-        _ranked(client, rank_body(population.next_request()))  # warm-up
-        for _ in range(trials):
-            request = population.next_request()
-            body = rank_body(request)
-            event = _ranked(client, body)
-            shown = [str(slot["id"]) for slot in event["slate"]]
-            clicks = population.clicks(request.user_id, shown, rng)
-            rewards = [
-                {"event_id": event["event_id"], "item_id": item, "value": float(click)}
-                for item, click in zip(shown, clicks, strict=True)
-            ]
-            rewards[-1]["final"] = True
-            began = time.perf_counter()
-            _posted(client, rewards)
-            count = 0
-            while True:
-                count += 1
-                if _ranked(client, body)["model_version"] > event["model_version"]:
-                    break
-                if time.perf_counter() - began > FRESHNESS_TIMEOUT_SECONDS:
-                    raise TimeoutError(f"no new model {FRESHNESS_TIMEOUT_SECONDS:.0f} s after")
-                time.sleep(FRESHNESS_POLL_SECONDS)
-            seconds.append(time.perf_counter() - began)
-            polls.append(count)
+    client = SerendipClient(stack.url, stack.api_key, stack.webhook_secret)
+    _ranked(client, rank_body(population.next_request()))  # warm-up
+    for _ in range(trials):
+        request = population.next_request()
+        body = rank_body(request)
+        event = _ranked(client, body)
+        shown = [str(slot["id"]) for slot in event["slate"]]
+        clicks = population.clicks(request.user_id, shown, rng)
+        rewards = [
+            {"event_id": event["event_id"], "item_id": item, "value": float(click)}
+            for item, click in zip(shown, clicks, strict=True)
+        ]
+        rewards[-1]["final"] = True
+        began = time.perf_counter()
+        _posted(client, rewards)
+        count = 0
+        while True:
+            count += 1
+            if _ranked(client, body)["model_version"] > event["model_version"]:
+                break
+            if time.perf_counter() - began > FRESHNESS_TIMEOUT_SECONDS:
+                raise TimeoutError(f"no new model {FRESHNESS_TIMEOUT_SECONDS:.0f} s after")
+            time.sleep(FRESHNESS_POLL_SECONDS)
+        seconds.append(time.perf_counter() - began)
+        polls.append(count)
     return {
         "trials": trials,
         "candidates": CANDIDATES,
@@ -270,10 +285,12 @@ def markdown(result: dict[str, Any]) -> list[str]:
     runs = result["requests"]
     first = next(iter(runs.values()))
     background = ", ".join(f"`{name}`" for name in first["background_functions"])
+    # A quick run (benchmarks.quick_stack) runs the measures one after another on one stack.
+    fresh = "one stack for all, in turn" if result.get("shared_stack") else "a fresh process each"
     lines = [
         "## Learning loop",
         "",
-        "On the local stack (`LocalStack`, a fresh process each), AWS calls counted per "
+        f"On the local stack (`LocalStack`, {fresh}), AWS calls counted per "
         'function by `local.aws_calls`. Command: `make bench` (step "learning loop").',
         "",
         "| target | measured | verdict |",

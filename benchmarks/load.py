@@ -388,30 +388,37 @@ def _child_load(args: list[str]) -> dict[str, Any]:
     """Child: start a local stack, give the load tenant a key and a policy, run, stop."""
     seconds, clients, candidates = float(args[0]), int(args[1]), int(args[2])
     api_workers = int(args[3]) if len(args) > 3 else 1
-    from bandit.spec import load_spec
-    from functions.common import policy_store
-    from functions.common.auth import create_key
-    from local.stack import POLICIES_DIR, LocalStack
+    from local.stack import LocalStack
 
     with tempfile.TemporaryDirectory(prefix="serendip-state-") as state:
         os.environ["SERENDIP_STATE_DIR"] = state
         stack = LocalStack(port=0, record_state=False, log_level="ERROR", api_workers=api_workers)
         with stack:
-            key = create_key(TENANT, {"rank", "reward", "admin"}, name="load bench")
-            spec = load_spec(POLICIES_DIR / "for-you.yaml").model_copy(update={"name": POLICY})
-            policy_store.put(TENANT, spec)
-            cpu_before = cpu_split(stack)
-            result = load_run(
-                stack,
-                key.api_key,
-                key.webhook_secret,
-                POLICY,
-                seconds=seconds,
-                clients=clients,
-                candidates=candidates,
-            )
-            cpu = {name: cpu_split(stack)[name] - cpu_before.get(name, 0.0) for name in cpu_before}
-            return {**result, "api_workers": api_workers, "cpu_s": cpu}
+            return load_on(stack, seconds=seconds, clients=clients, candidates=candidates)
+
+
+def load_on(stack: LocalStack, *, seconds: float, clients: int, candidates: int) -> dict[str, Any]:
+    """Give the load tenant a key and a policy on ``stack``, run, account; with CPU seconds."""
+    from bandit.spec import load_spec
+    from functions.common import policy_store
+    from functions.common.auth import create_key
+    from local.stack import POLICIES_DIR
+
+    key = create_key(TENANT, {"rank", "reward", "admin"}, name="load bench")
+    spec = load_spec(POLICIES_DIR / "for-you.yaml").model_copy(update={"name": POLICY})
+    policy_store.put(TENANT, spec)
+    cpu_before = cpu_split(stack)
+    result = load_run(
+        stack,
+        key.api_key,
+        key.webhook_secret,
+        POLICY,
+        seconds=seconds,
+        clients=clients,
+        candidates=candidates,
+    )
+    cpu = {name: cpu_split(stack)[name] - cpu_before.get(name, 0.0) for name in cpu_before}
+    return {**result, "api_workers": stack.api_workers, "cpu_s": cpu}
 
 
 def cpu_split(stack: LocalStack) -> dict[str, float]:

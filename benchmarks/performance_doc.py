@@ -394,6 +394,7 @@ def performance_markdown(
     restart_survival: Renderer | None = None,
     api_workers: Renderer | None = None,
     retrieval: Renderer | None = None,
+    aws_latency: Renderer | None = None,
 ) -> str:
     """The whole document for the results in ``results`` (see the module docstring)."""
     found = load_results(results)
@@ -403,6 +404,7 @@ def performance_markdown(
     sections.append(optional_section(results, "peers", peers))
     sections.append(optional_section(results, "retrieval", retrieval))
     sections.append(_handler(found))
+    sections.append(optional_section(results, "aws_latency", aws_latency))
     sections.append(optional_section(results, "load", load))
     sections.append(optional_section(results, "api_workers", api_workers))
     if learner := found.get("learner_speed"):
@@ -435,6 +437,7 @@ def write_performance_doc(
     restart_survival: Renderer | None = None,
     api_workers: Renderer | None = None,
     retrieval: Renderer | None = None,
+    aws_latency: Renderer | None = None,
 ) -> None:
     """Write ``doc`` from the results in ``results``; the renderers render their files."""
     doc.parent.mkdir(parents=True, exist_ok=True)
@@ -447,6 +450,7 @@ def write_performance_doc(
         restart_survival=restart_survival,
         api_workers=api_workers,
         retrieval=retrieval,
+        aws_latency=aws_latency,
     )
     doc.write_text(markdown)
 
@@ -458,6 +462,7 @@ def plugged_renderers() -> dict[str, Renderer]:
     """
     from benchmarks import (
         api_workers,
+        aws_latency,
         learning_loop,
         load,
         peers,
@@ -474,6 +479,7 @@ def plugged_renderers() -> dict[str, Renderer]:
         "restart_survival": restart_survival.markdown,
         "api_workers": api_workers.markdown,
         "retrieval": retrieval.markdown,
+        "aws_latency": aws_latency.markdown,
     }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from benchmarks.ablation import markdown as ablation_markdown
 from benchmarks.bakeoff import markdown as bakeoff_markdown
 from benchmarks.estimator_coverage import markdown as coverage_markdown
+from benchmarks.obd import markdown as obd_markdown
 from benchmarks.taste import markdown as taste_markdown
 
 HEADER = """# Benchmarks
@@ -214,6 +215,9 @@ def write_report(results: Path, doc: Path) -> None:
     ablation = _load(results, "ablation")
     if ablation:
         lines += [*ablation_markdown(ablation), ""]
+    obd = _load(results, "obd")
+    if obd:
+        lines += [*obd_markdown(obd), ""]
     any_result = quality or news or speed
     if any_result:
         lines += [*_machine(any_result), ""]

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +82,15 @@ def _run(events: int) -> dict[str, Any]:
     }
 
 
-def restart_survival(events: int = EVENTS) -> dict[str, Any]:
-    """Run the scenario in a fresh interpreter and return its figures."""
+def restart_survival(events: int = EVENTS, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Run the scenario in a fresh interpreter and return its figures.
+
+    ``env``: the child's environment (default: ``child_environment()`` of this process now).
+    """
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.restart_survival", "--events", str(events), "--json"],
         cwd=ROOT,
-        env=child_environment(),
+        env=dict(env) if env is not None else child_environment(),
         capture_output=True,
         text=True,
         timeout=1800,  # a safety cap for a hung child

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,8 @@ from typing import Any
 from benchmarks.fresh_process import ROOT, child_environment
 
 ROUNDS = 20_000
-QUICK_ROUNDS = 120
+QUICK_ROUNDS = 60
+QUICK_WINDOW = 20
 WINDOW = 1_000
 CANDIDATES = 20
 TENANT = "memory"
@@ -44,15 +45,15 @@ RESULT = ROOT / "benchmarks" / "results" / "stack_memory.json"
 # ------------------------------------------------------------ the stack's process
 
 
-def _serve(info_path: str, keep_data: bool) -> None:
+def _serve(info_path: str, keep_data: bool, api_workers: int) -> None:
     """Child: run a local stack with a key and a policy for the benchmark until stdin closes.
 
-    With ``keep_data`` the stack keeps its state in a data directory, as ``serendip serve`` does.
+    With ``keep_data`` the stack keeps its state in a data directory, as ``serendip serve`` does;
+    its API runs in ``api_workers`` processes.
     """
     from bandit.spec import load_spec
     from functions.common import policy_store
     from functions.common.auth import create_key
-    from local.function_pool import default_api_workers
     from local.stack import POLICIES_DIR, LocalStack
 
     with tempfile.TemporaryDirectory(prefix="serendip-state-") as state:
@@ -63,7 +64,7 @@ def _serve(info_path: str, keep_data: bool) -> None:
             record_state=False,
             log_level="ERROR",
             data_dir=data_dir,
-            api_workers=default_api_workers(),  # as ``serendip serve`` runs by default
+            api_workers=api_workers,
         )
         with stack:
             key = create_key(TENANT, {"rank", "reward", "admin"}, name="stack memory bench")
@@ -75,7 +76,7 @@ def _serve(info_path: str, keep_data: bool) -> None:
             sys.stdin.read()  # the benchmark closes our stdin when it is done
 
 
-def _environment() -> dict[str, str]:
+def environment() -> dict[str, str]:
     """A clean child environment, keeping the moto census settings (``local.moto_census``)."""
     env = child_environment()
     env.update({k: v for k, v in os.environ.items() if k.startswith("SERENDIP_MOTO_")})
@@ -83,7 +84,9 @@ def _environment() -> dict[str, str]:
 
 
 @contextmanager
-def _stack_process(keep_data: bool) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+def _stack_process(
+    keep_data: bool, api_workers: int, env: Mapping[str, str]
+) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
     """The stack in a fresh interpreter; yields the process and its url, key and secret."""
     with tempfile.TemporaryDirectory(prefix="serendip-bench-") as directory:
         info_path = Path(directory) / "stack.json"
@@ -96,9 +99,10 @@ def _stack_process(keep_data: bool) -> Iterator[tuple[subprocess.Popen[bytes], d
                 "serve",
                 str(info_path),
                 str(int(keep_data)),
+                str(api_workers),
             ],
             cwd=ROOT,
-            env=_environment(),
+            env=dict(env),
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -200,23 +204,30 @@ def stack_memory(
     progress: Callable[[str], None] | None = None,
     seed: int = 1,
     keep_data: bool = True,
+    *,
+    api_workers: int | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Drive ``rounds`` rank + reward rounds through a fresh local stack; figures per window.
 
     Returns a row per ``window`` rounds (rounds done, rounds/s, rank p50/p95/max, reward p50,
     RSS by process and summed), the statuses seen, and the verdicts on the two targets.
+    ``api_workers``: the stack's API worker processes (default: as many as ``serendip serve``
+    runs); ``env``: the stack process's environment (default: ``environment()`` now).
     """
     import numpy as np
 
     from bandit.simulate.simulation import Population
     from local.client import SerendipClient
     from local.demo import rank_body
+    from local.function_pool import default_api_workers
 
     population = Population(seed=seed, candidates=CANDIDATES)
     rng = np.random.default_rng(seed)
     windows: list[dict[str, Any]] = []
     statuses: dict[str, int] = {}
-    with _stack_process(keep_data) as (process, info):
+    workers = api_workers or default_api_workers()  # default: as ``serendip serve`` runs
+    with _stack_process(keep_data, workers, env or environment()) as (process, info):
         client = SerendipClient(info["url"], info["api_key"], info["secret"])
         start_rss = stack_rss_mb(process.pid)
         ranks: list[float] = []
@@ -273,6 +284,7 @@ def stack_memory(
         "rounds": rounds,
         "window": window,
         "data_dir": keep_data,
+        "api_workers": workers,
         "candidates": CANDIDATES,
         "start_rss_mb": start_rss,
         "windows": windows,
@@ -344,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.stack_memory [--rounds N]``: run, print progress, write JSON."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
-        _serve(argv[1], argv[2] == "1")
+        _serve(argv[1], argv[2] == "1", int(argv[3]))
         return 0
     parser = argparse.ArgumentParser(prog="python -m benchmarks.stack_memory", description=__doc__)
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="rank + reward rounds")

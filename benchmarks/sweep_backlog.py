@@ -37,6 +37,7 @@ from benchmarks.loop_stack import (
 
 if TYPE_CHECKING:
     from local.aws_calls import AwsCall, AwsCallLog
+    from local.stack import LocalStack
 
 TOTAL_S = 120.0  # targets: all closed and learned within 2 minutes, close delay p99 <= 60 s
 DELAY_P99_S = 60.0
@@ -149,32 +150,40 @@ def _call_seconds(calls: AwsCallLog) -> dict[str, dict[str, float]]:
 def _child_closing(args: list[str]) -> dict[str, Any]:
     """Child: store the backlog on a fresh stack, run the sweep, poll until it is closed."""
     events, interval, deadline, poll = int(args[0]), *(float(a) for a in args[1:4])
+    with local_stack(sweep_interval=HELD_OFF_SECONDS) as stack:
+        return closing_on(stack, events, interval=interval, deadline=deadline, poll=poll)
+
+
+def closing_on(
+    stack: LocalStack, events: int, *, interval: float, deadline: float, poll: float
+) -> dict[str, Any]:
+    """Store the backlog on ``stack`` (its own sweep held off), run the sweep every
+    ``interval`` s, poll every ``poll`` s until the backlog is closed or ``deadline`` s passed."""
     from local.aws_calls import record_aws_calls
     from local.workers import Scheduler, schedule_sources
 
-    with local_stack(sweep_interval=HELD_OFF_SECONDS) as stack:
-        began = time.perf_counter()
-        waits = _store_backlog(stack.tenant, events)
-        stored = time.perf_counter() - began
-        sources = schedule_sources(stack.functions)
-        schedulers = [
-            Scheduler(interval, source.function.invoke, name=f"{source.name}-bench")
-            for source in sources
-        ]
-        closings = _Closings(waits)
-        with record_aws_calls() as calls:
-            started = time.time()
+    began = time.perf_counter()
+    waits = _store_backlog(stack.tenant, events)
+    stored = time.perf_counter() - began
+    sources = schedule_sources(stack.functions)
+    schedulers = [
+        Scheduler(interval, source.function.invoke, name=f"{source.name}-bench")
+        for source in sources
+    ]
+    closings = _Closings(waits)
+    with record_aws_calls() as calls:
+        started = time.time()
+        for scheduler in schedulers:
+            scheduler.start()
+        try:
+            while closings.poll() and time.time() - started < deadline:
+                time.sleep(poll * STAMPED_POLL_FACTOR if closings.stamped else poll)
+        finally:
             for scheduler in schedulers:
-                scheduler.start()
-            try:
-                while closings.poll() and time.time() - started < deadline:
-                    time.sleep(poll * STAMPED_POLL_FACTOR if closings.stamped else poll)
-            finally:
-                for scheduler in schedulers:
-                    # A sweep still running at the deadline is cut off when the stack stops.
-                    scheduler.stop(timeout=5.0)
-            swept = time.time() - started
-        functions = stack.functions
+                # A sweep still running at the deadline is cut off when the stack stops.
+                scheduler.stop(timeout=5.0)
+        swept = time.time() - started
+    functions = stack.functions
     closed, source = closings.closed()
     # Events still open count with the delay they had reached: a lower bound.
     delays = [closed.get(key, started + swept) - max(wait, started) for key, wait in waits.items()]

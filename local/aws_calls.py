@@ -7,9 +7,10 @@ boto3, and calls ``_make_api_call`` on it). Each call becomes an ``AwsCall``: se
 the tables, queues or buckets it touches (transactions and batches expanded into one ``Touch`` per
 table and action, with item counts), whether it failed, and which function made it: the logical
 id that ``LocalFunction.invoke`` puts in ``local.lambda_events.current_function`` while a handler
-runs. Calls outside any function (the local stack's SQS pollers receiving and deleting messages,
-as Lambda's event-source mapping does, or a harness checking queue depths) have ``function``
-``None``; their ``thread`` tells them apart.
+runs, and the round of the rank path it was made in (``functions.common.rounds``). Calls
+outside any function (the local stack's SQS pollers receiving and deleting messages, as Lambda's
+event-source mapping does, or a harness checking queue depths) have ``function`` ``None``; their
+``thread`` tells them apart.
 
 A call is one API call: botocore's own retries of it are counted in ``AwsCall.retries``. Example::
 
@@ -30,6 +31,7 @@ from typing import Any, Protocol, TypeVar
 
 from botocore.client import BaseClient
 
+from functions.common.rounds import current_round
 from local.lambda_events import current_function
 
 SinkT = TypeVar("SinkT", bound="CallSink")
@@ -84,6 +86,8 @@ class AwsCall:
     retries: int = 0
     # What IAM authorizes the call on: (action, resource) pairs, see ``permissions``.
     permissions: tuple[Permission, ...] = ()
+    # The round of the rank path the call was made in (``functions.common.rounds``), if any.
+    round: int | None = None
 
 
 class AwsCallLog:
@@ -385,6 +389,7 @@ def _recording_call(client: BaseClient, operation: str, params: dict[str, Any]) 
             error=error,
             retries=int(metadata.get("RetryAttempts", 0)),
             permissions=permissions(service, operation, params, response),
+            round=current_round.get(),
         )
         for log in logs:
             log.add(call)

@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from bandit.spec import POLICY_NAME_PATTERN
 from functions.common.api_models import ID_PATTERN
-from functions.common.auth import Principal, authenticate
+from functions.common.auth import Principal, Revalidation, authenticate, authenticate_deferred
 from functions.common.errors import (
     NotFoundError,
     ServiceError,
@@ -82,14 +82,16 @@ def handle(
     try:
         check_body_size(event)
         if event.get("path") not in PUBLIC_PATHS:
-            principal = authenticate(header(event, "x-api-key"))
+            principal, revalidation = authenticate_deferred(header(event, "x-api-key"))
+            if pre_check is not None and revalidation is not None:
+                principal, revalidation = revalidation(), None
             check_rate(principal.tenant)
             if pre_check is not None:
                 principal = _checked(pre_check, event, principal)
             check_path_parameters(event)
             check_body_text(event)
             event = decode_body(event, media_types)
-            app.append_context(principal=principal)
+            app.append_context(principal=principal, revalidation=revalidation)
     except ServiceError as error:
         return with_request_id(service_error_response(error), request_id)
     except Exception:
@@ -117,11 +119,27 @@ def _checked(pre_check: PreCheck, event: dict[str, Any], principal: Principal) -
 
 
 def principal_of(app: APIGatewayRestResolver) -> Principal:
-    """The authenticated caller of the current request."""
+    """The authenticated caller of the current request (its key read again first if due)."""
+    principal, revalidation = principal_and_revalidation(app)
+    if revalidation is None:
+        return principal
+    fresh = revalidation()
+    app.append_context(principal=fresh)
+    return fresh
+
+
+def principal_and_revalidation(
+    app: APIGatewayRestResolver,
+) -> tuple[Principal, Revalidation | None]:
+    """The caller as kept, and the read of its key that is due, if one is: for a route that
+    runs it alongside its own first reads (``functions.common.auth.authenticate_deferred``) and
+    checks the fresh principal before it answers. It is handed out once."""
     principal = app.context.get("principal")
     if not isinstance(principal, Principal):
         raise RuntimeError("route reached without authentication")
-    return principal
+    revalidation = app.context.get("revalidation")
+    app.append_context(revalidation=None)
+    return principal, revalidation
 
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]

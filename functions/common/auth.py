@@ -100,6 +100,11 @@ class PrincipalCache:
             return None
         return kept[1]
 
+    def age(self, key_id: str) -> float | None:
+        """Seconds since ``key_id``'s principal was read, if it is kept (``get``)."""
+        kept = self._kept.get(key_id)
+        return None if kept is None or self.get(key_id) is None else self.clock() - kept[0]
+
     def put(self, key_id: str, principal: Principal) -> None:
         """Keep ``principal`` from now."""
         if settings().api_key_cache_seconds <= 0:
@@ -219,6 +224,29 @@ def authenticate(api_key: str | None, *, fresh: bool = False) -> Principal:
     )
     principals.put(key_id, principal)
     return principal
+
+
+Revalidation = Callable[[], Principal]
+
+
+def authenticate_deferred(api_key: str | None) -> tuple[Principal, Revalidation | None]:
+    """``authenticate``, for a path that can read the key alongside its own first reads.
+
+    A key kept for less than ``API_KEY_REVALIDATE_SECONDS`` is trusted as kept. One kept longer
+    (but less than ``API_KEY_CACHE_SECONDS``, past which ``authenticate`` reads it inline) comes
+    with a revalidation: a fresh read of the key, raising as ``authenticate`` does when it was
+    revoked, to run before anything is answered. So a revocation refuses the rank path's
+    requests within ``API_KEY_REVALIDATE_SECONDS`` without a read on its critical path.
+    """
+    if api_key:
+        key_id = hash_key(api_key)
+        age = principals.age(key_id)
+        kept = principals.get(key_id)
+        if age is not None and kept is not None:
+            if age < settings().api_key_revalidate_seconds:
+                return kept, None
+            return kept, lambda: authenticate(api_key, fresh=True)
+    return authenticate(api_key), None
 
 
 def sign(body: bytes, secret: str, timestamp: int) -> str:

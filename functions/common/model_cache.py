@@ -79,6 +79,10 @@ class ModelCache:
             raise ModelError(f"model version {head} was built with other VW arguments")
         return CachedModel(head, model, args, lineage)
 
+    def peek(self, tenant: str, policy: str) -> CachedModel | None:
+        """The model kept for the policy, whatever its version (no read)."""
+        return self._models.get((tenant, policy))
+
     def put(self, tenant: str, policy: str, cached: CachedModel) -> None:
         """Remember a model the caller just saved (the learner's own head)."""
         with self._lock:

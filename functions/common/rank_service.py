@@ -2,6 +2,13 @@
 
 If storage fails after the slate is drawn, the slate is still served with ``logged: false``;
 if the head model cannot be loaded, the last good model serves and ``degraded`` is true.
+
+A warm rank makes two rounds of AWS calls (``functions.common.rounds``): round 1 reads the user
+profile, with whatever else is due (the policy once per ``MODEL_CACHE_SECONDS``, the API key once
+per ``API_KEY_REVALIDATE_SECONDS``, catalog items named by reference, popularity counts a cold
+user or a young model may need); round 2 writes the decision, with the budget counters' due
+flush or refresh. A new model version (the head moved) is loaded between them, once per
+container.
 """
 
 from __future__ import annotations
@@ -9,13 +16,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from bandit.decision_log import RetrievalLog
+from bandit.decision_log import DecisionRecord, RetrievalLog
 from bandit.domain import Candidate
 from bandit.learn.history import History, snapshot
 from bandit.serve.budget import ExplorationBudget
-from bandit.serve.coldstart import PopularityPrior, model_weight
+from bandit.serve.coldstart import ItemStats, PopularityPrior, model_weight
 from bandit.serve.features import ActionLines
 from bandit.serve.ranker import Ranker, RankRequest, RankResult
 from bandit.spec import PolicySpec
@@ -27,7 +36,21 @@ from functions.common.index_store import IndexCache, StoredIndex
 from functions.common.model_cache import ModelCache
 from functions.common.observability import logger, metrics
 from functions.common.recommend import Decision, candidate_affinities, retrieve_for
+from functions.common.rounds import run_round
 from functions.common.settings import settings
+
+Popularity = tuple[dict[str, ItemStats], ItemStats | None]  # counts by item, and the totals
+
+
+@dataclass(frozen=True)
+class FirstRound:
+    """What round 1 read: the policy, the user's profile, the candidates (rank: those named by
+    reference resolved) and the popularity counts read ahead, if any."""
+
+    policy: policy_store.StoredPolicy
+    profile: users.Profile
+    candidates: list[Candidate] | None
+    popularity: Popularity | None
 
 
 class RankService:
@@ -38,6 +61,7 @@ class RankService:
         self.models = ModelCache()
         self._policies: dict[tuple[str, str], tuple[float, policy_store.StoredPolicy]] = {}
         self._budgets: dict[tuple[str, str, int], ExplorationBudget] = {}
+        self._ledgers: dict[tuple[str, str, int], DynamoLedger] = {}
         # Featurized candidates, shared by every policy: a line depends only on the candidate.
         self.lines = ActionLines()
         self.popularity = counters.PopularityCache()
@@ -59,13 +83,84 @@ class RankService:
         self._policies[key] = (now, stored)
         return stored
 
+    def _first_round(
+        self,
+        tenant: str,
+        policy: str,
+        user_id: str | None,
+        *,
+        revalidate: Callable[[], object] | None = None,
+        body: RankBody | None = None,
+        candidate_ids: Sequence[str] = (),
+    ) -> FirstRound:
+        """Round 1: the profile, and whatever else is due, read together: the policy, the key
+        (``revalidate``), ``body``'s candidates named by reference, and the popularity of
+        ``candidate_ids`` (or ``body``'s) if the draw may need it."""
+        known = self._kept_policy(tenant, policy)
+        calls: dict[str, Callable[[], Any]] = {}
+        if revalidate is not None:
+            calls["key"] = revalidate  # first: a refused key is the answer, whatever else fails
+        calls["profile"] = partial(self._profile, tenant, user_id)
+        if known is None or known[1]:
+            calls["policy"] = partial(self._policy, tenant, policy)
+        if body is not None:
+            if any(isinstance(c, str) for c in body.candidates):
+                calls["candidates"] = partial(self._candidates, tenant, body)
+            candidate_ids = [c if isinstance(c, str) else c.id for c in body.candidates]
+        if candidate_ids and known is not None and self._may_need_prior(tenant, known[0]):
+            ids = list(candidate_ids)
+            calls["popularity"] = partial(self._prefetch_popularity, tenant, policy, ids)
+        found = run_round(1, calls)
+        stored = found["policy"] if "policy" in calls else known[0]  # type: ignore[index]
+        candidates = None
+        if body is not None:
+            candidates = found.get("candidates") or self._candidates(tenant, body)
+        return FirstRound(stored, found["profile"], candidates, found.get("popularity"))
+
+    def _kept_policy(self, tenant: str, name: str) -> tuple[policy_store.StoredPolicy, bool] | None:
+        """The policy this process keeps, and whether it is due to be read again."""
+        cached = self._policies.get((tenant, name))
+        if cached is None:
+            return None
+        return cached[1], time.monotonic() - cached[0] >= settings().model_cache_seconds
+
+    def _may_need_prior(self, tenant: str, stored: policy_store.StoredPolicy) -> bool:
+        """Whether a draw might need popularity counts: new items are boosted, or the model is
+        young enough for some segment to lean on the prior (unknown model: assume it is)."""
+        spec = stored.spec
+        if spec.cold_start.new_item.boost > 1.0:
+            return True
+        kept = self.models.peek(tenant, spec.name)
+        if kept is None or kept.version != stored.head_version:
+            return True
+        learned = kept.model.examples_learned
+        return any(
+            model_weight(spec.cold_start, learned, segment.name) < 1.0
+            for segment in spec.cold_start.segments
+        )
+
+    def _prefetch_popularity(self, tenant: str, policy: str, ids: list[str]) -> Popularity | None:
+        """The counts a draw may need, read ahead (None when unavailable: ``_prior`` retries)."""
+        try:
+            return self.popularity.get(tenant, policy, ids)
+        except StorageError as exc:
+            logger.warning("popularity unavailable", extra={"error": exc.detail})
+            return None
+
     def _budget(self, tenant: str, stored: policy_store.StoredPolicy) -> ExplorationBudget:
         spec = stored.spec
         key = (tenant, spec.name, stored.spec_version)
         budget = self._budgets.get(key)
         if budget is None:
             exploration = spec.exploration
-            ledger = DynamoLedger(tenant, spec.name, exploration.shards, exploration.bucket_seconds)
+            ledger = DynamoLedger(
+                tenant,
+                spec.name,
+                exploration.shards,
+                exploration.bucket_seconds,
+                deferred=True,
+            )
+            self._ledgers[key] = ledger
             budget = ExplorationBudget(
                 spec.budgets(),
                 window_seconds=exploration.window_seconds,
@@ -77,12 +172,26 @@ class RankService:
             self._budgets[key] = budget
         return budget
 
-    def rank(self, tenant: str, policy: str, body: RankBody) -> dict[str, Any]:
-        """Draw a slate from the app's candidates and log the decision; returns the body."""
+    def rank(
+        self,
+        tenant: str,
+        policy: str,
+        body: RankBody,
+        revalidate: Callable[[], object] | None = None,
+    ) -> dict[str, Any]:
+        """Draw a slate from the app's candidates and log the decision; returns the body.
+
+        ``revalidate`` (the caller's key read again, raising if it no longer may rank) runs in
+        the first round, before anything is drawn.
+        """
         started = time.perf_counter()
-        stored = self._policy(tenant, policy)
-        candidates = self._candidates(tenant, body)
-        profile = self._profile(tenant, body.user_id)
+        first = self._first_round(tenant, policy, body.user_id, revalidate=revalidate, body=body)
+        stored, profile, candidates, popularity = (
+            first.policy,
+            first.profile,
+            first.candidates or [],
+            first.popularity,
+        )
         answer, _ = self._decide(
             tenant,
             stored,
@@ -97,6 +206,7 @@ class RankService:
             ),
             profile,
             started=started,
+            popularity=popularity,
         )
         return answer
 
@@ -106,16 +216,29 @@ class RankService:
         """Draw and log a slate for a decision built by another front (the Personalizer API):
         the ``rank`` answer and the draw itself (with every slot's distribution if asked)."""
         started = time.perf_counter()
-        stored = self._policy(tenant, policy)
-        profile = self._profile(tenant, decision.user_id)
-        return self._decide(tenant, stored, decision, profile, started=started)
+        ids = [c.id for c in decision.candidates]
+        first = self._first_round(tenant, policy, decision.user_id, candidate_ids=ids)
+        return self._decide(
+            tenant,
+            first.policy,
+            decision,
+            first.profile,
+            started=started,
+            popularity=first.popularity,
+        )
 
-    def recommend(self, tenant: str, policy: str, body: RecommendBody) -> dict[str, Any]:
+    def recommend(
+        self,
+        tenant: str,
+        policy: str,
+        body: RecommendBody,
+        revalidate: Callable[[], object] | None = None,
+    ) -> dict[str, Any]:
         """Retrieve candidates from the tenant's catalog index, then rank them (see
         ``functions.common.recommend``); the probabilities are exact given the retrieved set."""
         started = time.perf_counter()
-        stored = self._policy(tenant, policy)
-        profile = self._profile(tenant, body.user_id)
+        first = self._first_round(tenant, policy, body.user_id, revalidate=revalidate)
+        stored, profile = first.policy, first.profile
         index = self._index(tenant, required=True)
         assert index is not None  # required=True raises instead
         retrieved = retrieve_for(index, stored.spec, profile, body)
@@ -157,6 +280,7 @@ class RankService:
         *,
         started: float,
         index: StoredIndex | None = None,
+        popularity: Popularity | None = None,
     ) -> tuple[dict[str, Any], RankResult]:
         spec = stored.spec
         policy = spec.name
@@ -166,7 +290,9 @@ class RankService:
         candidates = decision.candidates
         interactions = profile.interactions
         segment = spec.segment_for(interactions).name
-        prior = self._prior(tenant, spec, cached.model.examples_learned, segment, candidates)
+        prior = self._prior(
+            tenant, spec, cached.model.examples_learned, segment, candidates, prefetched=popularity
+        )
         ranker = Ranker(
             spec,
             cached.model,
@@ -203,15 +329,14 @@ class RankService:
         record = result.record(spec, cached.version, deferred=decision.defer_activation)
         if decision.retrieval is not None:
             record = record.model_copy(update={"retrieval": decision.retrieval})
-        logged = True
-        try:
-            decision_store.put(tenant, record, wait_seconds=spec.rewards.wait_seconds)
-        except decision_store.DuplicateEventError:
-            raise  # only an app's own event id can be taken: refused, never served unlogged
-        except StorageError as exc:
-            logged = False
-            logger.error("decision not logged", extra={"policy": policy, "error": exc.detail})
-            metrics.add_metric(name="DecisionsNotLogged", unit="Count", value=1)
+        # Round 2: the decision, with the budget counters' due work.
+        ledger = self._ledgers[(tenant, policy, stored.spec_version)]
+        calls: dict[str, Callable[[], Any]] = {"decision": partial(_log, tenant, record, spec)}
+        done = run_round(2, calls | ledger.due_calls())
+        ledger.absorb(done)
+        if isinstance(done["decision"], decision_store.DuplicateEventError):
+            raise done["decision"]  # only an app's own event id can be taken: never unlogged
+        logged = done["decision"] is True
         metrics.add_metric(name="Ranks", unit="Count", value=1)
         metrics.add_metric(
             name="ExploredSlots", unit="Count", value=sum(s.explored for s in result.slots)
@@ -300,6 +425,8 @@ class RankService:
         examples_learned: int,
         segment: str,
         candidates: Sequence[Candidate],
+        *,
+        prefetched: Popularity | None = None,
     ) -> PopularityPrior:
         smoothing = spec.cold_start.popularity_smoothing
         needs_prior = model_weight(spec.cold_start, examples_learned, segment) < 1.0
@@ -307,11 +434,27 @@ class RankService:
         if not (needs_prior or needs_impressions):
             return PopularityPrior({}, smoothing)
         try:
-            stats, totals = self.popularity.get(tenant, spec.name, [c.id for c in candidates])
+            stats, totals = prefetched or self.popularity.get(
+                tenant, spec.name, [c.id for c in candidates]
+            )
         except StorageError as exc:
             logger.warning("popularity unavailable", extra={"error": exc.detail})
             stats, totals = {}, None
         return PopularityPrior(stats, smoothing, totals)
+
+
+def _log(tenant: str, record: DecisionRecord, spec: PolicySpec) -> bool | Exception:
+    """Store the decision: True, False when storage failed (logged and counted), or the
+    ``DuplicateEventError`` to raise once the round is over."""
+    try:
+        decision_store.put(tenant, record, wait_seconds=spec.rewards.wait_seconds)
+    except decision_store.DuplicateEventError as exc:
+        return exc
+    except StorageError as exc:
+        logger.error("decision not logged", extra={"policy": spec.name, "error": exc.detail})
+        metrics.add_metric(name="DecisionsNotLogged", unit="Count", value=1)
+        return False
+    return True
 
 
 def _history(spec: PolicySpec, profile: users.Profile) -> History | None:

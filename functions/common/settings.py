@@ -58,6 +58,9 @@ class Settings:
     # How long a function trusts an API key it read: revocation, retirement and a key's new
     # scopes take effect within this time (0 reads the key on every request).
     api_key_cache_seconds: float = 3.0
+    # How long the rank path trusts a kept key before it reads it again alongside its own first
+    # reads (``functions.common.auth.authenticate_deferred``): revocation refuses ranks this fast.
+    api_key_revalidate_seconds: float = 1.0
     # How long a container trusts its copy of a tenant's catalog index and taste factors.
     index_cache_seconds: float = 60.0
     # The taste factors the index builder fits for every tenant (bandit.learn.taste_factors).
@@ -104,6 +107,7 @@ def settings() -> Settings:
         webhook_secrets_key_id=_env("WEBHOOK_SECRETS_KEY_ID", ""),
         webhook_secret_cache_seconds=float(_env("WEBHOOK_SECRET_CACHE_SECONDS", "60")),
         api_key_cache_seconds=float(_env("API_KEY_CACHE_SECONDS", "3")),
+        api_key_revalidate_seconds=float(_env("API_KEY_REVALIDATE_SECONDS", "1")),
         index_cache_seconds=float(_env("INDEX_CACHE_SECONDS", "60")),
         taste_kinds=_taste_kinds(_env("TASTE_KINDS", "item,category")),
         taste_dims=max(2, min(128, int(_env("TASTE_DIMS", "24")))),

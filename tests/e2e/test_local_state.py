@@ -51,13 +51,18 @@ def _read(stream: Any, lines: list[str], up: threading.Event) -> None:
             up.set()
 
 
-@contextmanager
-def serve(state_dir: Path, *args: str) -> Iterator[Served]:
-    """`serendip serve --port 0 ARGS` until the block ends (SIGTERM, then kill if need be).
+@dataclass
+class _Launched:
+    """A `serendip serve` started, with the reader collecting its output."""
 
-    One API worker (handlers in the serve process): these tests are about state, and a small
-    machine runs several stacks at once here.
-    """
+    args: tuple[str, ...]
+    process: subprocess.Popen[str]
+    output: list[str]
+    up: threading.Event
+    reader: threading.Thread
+
+
+def _launch(state_dir: Path, args: tuple[str, ...]) -> _Launched:
     process = subprocess.Popen(
         [PYTHON, "-m", "local.cli", "serve", "--port", "0", "--workers", "1", *args],
         cwd=ROOT,
@@ -70,24 +75,54 @@ def serve(state_dir: Path, *args: str) -> Iterator[Served]:
     up = threading.Event()
     reader = threading.Thread(target=_read, args=(process.stdout, lines, up), daemon=True)
     reader.start()
+    return _Launched(args, process, lines, up, reader)
+
+
+def _ready(state_dir: Path, launched: _Launched) -> Served:
+    """Wait until it serves; what its state file says."""
+    deadline = time.monotonic() + START_SECONDS
+    while not launched.up.wait(0.2):
+        assert launched.process.poll() is None, "".join(launched.output)
+        assert time.monotonic() < deadline, "".join(launched.output)
+    args = launched.args
+    name = args[args.index("--stack") + 1] if "--stack" in args else "default"
+    state = json.loads((state_dir / "stacks" / f"{name}.json").read_text())
+    wait_for_health(state["url"])
+    return Served(launched.process, state, launched.output)
+
+
+@contextmanager
+def serve_all(state_dir: Path, *runs: tuple[str, ...]) -> Iterator[list[Served]]:
+    """`serendip serve --port 0 ARGS` for each ARGS of ``runs``, started together, until the
+    block ends (SIGTERM to all, then kill what has not exited).
+
+    One API worker (handlers in the serve process): these tests are about state, and a small
+    machine runs several stacks at once here.
+    """
+    launched: list[_Launched] = []
     try:
-        deadline = time.monotonic() + START_SECONDS
-        while not up.wait(0.2):
-            assert process.poll() is None, "".join(lines)
-            assert time.monotonic() < deadline, "".join(lines)
-        name = args[args.index("--stack") + 1] if "--stack" in args else "default"
-        state = json.loads((state_dir / "stacks" / f"{name}.json").read_text())
-        wait_for_health(state["url"])
-        yield Served(process, state, lines)
+        for args in runs:
+            launched.append(_launch(state_dir, args))
+        yield [_ready(state_dir, one) for one in launched]
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+        running = [one for one in launched if one.process.poll() is None]
+        for one in running:
+            one.process.send_signal(signal.SIGTERM)
+        for one in running:
             try:
-                process.wait(timeout=90)
+                one.process.wait(timeout=90)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        reader.join(5)
+                one.process.kill()
+                one.process.wait()
+        for one in launched:
+            one.reader.join(5)
+
+
+@contextmanager
+def serve(state_dir: Path, *args: str) -> Iterator[Served]:
+    """`serendip serve --port 0 ARGS` until the block ends (see ``serve_all``)."""
+    with serve_all(state_dir, args) as (served,):
+        yield served
 
 
 def rank(client: Client) -> dict[str, Any]:
@@ -205,7 +240,7 @@ def test_two_stacks_keep_their_own_keys_and_a_stack_that_is_not_running_is_refus
     tmp_path: Path,
 ) -> None:
     env = child_env(SERENDIP_STATE_DIR=str(tmp_path))
-    with serve(tmp_path, "--stack", "one") as one, serve(tmp_path, "--stack", "two") as two:
+    with serve_all(tmp_path, ("--stack", "one"), ("--stack", "two")) as (one, two):
         # Given a key made on stack one
         made = cli("keys", "create", "--stack", "one", "--tenant", "demo", env=env)
         assert made.returncode == 0, made.stderr

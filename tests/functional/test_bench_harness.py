@@ -36,6 +36,10 @@ def test_bench_harness_writes_results_and_summary(tmp_path: Path) -> None:
     handler = json.loads((tmp_path / "handler_speed.json").read_text())
     assert handler["rank_handler_moto"]["rank"]["p95_ms"] > 0
     assert "## Rank handler on moto" in summary
+    latency = json.loads((tmp_path / "aws_latency.json").read_text())["4ms"]
+    for mode in ("sequential", "rounds"):
+        assert _positive_percentiles(latency[mode]["rank"])
+        assert latency[mode]["aws_calls_per_rank"] >= 2  # the profile read, the decision write
     coverage = json.loads((tmp_path / "estimator_coverage.json").read_text())
     assert set(coverage["methods"]) >= {"ips", "snips", "dr"}
     assert "| SNIPS 95% interval covers the true value in >= 90% of seeds |" in summary
@@ -43,6 +47,7 @@ def test_bench_harness_writes_results_and_summary(tmp_path: Path) -> None:
     assert "wine" in bake["datasets"]
     assert "## Contextual Bandit Bake-off" in summary
     _check_performance(tmp_path, performance.read_text())
+    assert "## Rank handler with AWS's latency" in performance.read_text()
 
 
 def _check_performance(results: Path, doc: str) -> None:
@@ -76,7 +81,7 @@ def _check_performance(results: Path, doc: str) -> None:
     assert load["rewards"]["accepted"] > 0 and load["rewards"]["lost"] == 0
     _check_learning_loop(json.loads((results / "learning_loop.json").read_text()))
     stack = json.loads((results / "stack_memory.json").read_text())
-    assert [row["rounds"] for row in stack["windows"]] == [40, 80, 120]
+    assert [row["rounds"] for row in stack["windows"]] == [20, 40, 60]
     assert all(row["rss_mb"]["stack"] > 0 and row["rss_mb"]["moto"] > 0 for row in stack["windows"])
     assert set(stack["statuses"]) == {"rank 200", "rewards 202"}
     restart = json.loads((results / "restart_survival.json").read_text())

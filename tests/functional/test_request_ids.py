@@ -174,10 +174,10 @@ def test_an_event_without_an_id_gets_a_fresh_one(
 def test_a_failure_before_the_route_is_a_500_with_the_id_and_a_log_line(
     aws: dict[str, str], tenant: NewKey, monkeypatch: pytest.MonkeyPatch, log_lines: LogLines
 ) -> None:
-    def broken(key: str | None, fresh: bool = False) -> Any:
+    def broken(key: str | None) -> Any:
         raise RuntimeError("the key cache is broken")
 
-    monkeypatch.setattr(api, "authenticate", broken)
+    monkeypatch.setattr(api, "authenticate_deferred", broken)
     status, error, headers = send(
         rank_handler,
         "POST",
