@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -10,8 +11,10 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.client import BaseClient
 
 from functions.common.auth import NewKey, hash_key, principals, revoke_key
+from functions.common.rounds import current_round
 from functions.common.settings import reset_settings
 from local.aws_calls import AwsCall, AwsCallLog, record_aws_calls
 from local.lambda_events import LocalFunction, proxy_event
@@ -103,10 +106,22 @@ def test_whatever_is_due_rides_along_in_the_same_two_rounds(
     monkeypatch.setenv("API_KEY_REVALIDATE_SECONDS", "0")
     reset_settings()
     clock.now += ledger.refresh_seconds + 1
+    # (each round-1 call waits until all four have started: made one after another, they
+    # would never all start, and the barrier would break)
+    barrier = threading.Barrier(4, timeout=120)
+    original = BaseClient._make_api_call
+
+    def side_by_side(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if current_round.get() == 1:
+            barrier.wait()
+        return original(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", side_by_side)
     with record_aws_calls() as calls:
         assert rank(rank_function, tenant, user="u-2")["statusCode"] == 200
+    monkeypatch.setattr(BaseClient, "_make_api_call", original)
     rounds = by_round(calls, aws)
-    # Then every call is in round 1 (reads) or round 2 (writes and the budget's read)
+    # Then every call is in round 1 (reads, side by side) or round 2 (writes, the budget's read)
     assert rounds == {
         (1, "GetItem", "keys"): 1,
         (1, "GetItem", "users"): 1,
@@ -115,9 +130,7 @@ def test_whatever_is_due_rides_along_in_the_same_two_rounds(
         (2, "PutItem", "decisions"): 1,
         (2, "Query", "counters"): ledger.shards,
     }
-    # And the calls of a round ran side by side, on more than one thread
-    threads = {call.thread for call in calls.calls() if call.round == 1}
-    assert len(threads) > 1
+    assert not barrier.broken
     # When the next rank finds the spend due to be flushed (a second later)
     clock.now += ledger.flush_seconds
     with record_aws_calls() as calls:

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from functions.common.counters import DynamoLedger, _popularity_pk, _totals_key
+from functions.common.budget_ledger import DynamoLedger
+from functions.common.counters import _popularity_pk, _totals_key
 from functions.common.decision_store import event_key, policy_key
 from functions.common.ids import check_tenant
 from functions.common.model_store import model_key

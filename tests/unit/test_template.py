@@ -703,7 +703,7 @@ APP_METRIC_SOURCES = {  # each app metric an alarm watches -> the module that em
     "ExploredSlots": "functions/common/rank_service.py",
     "ServedSlots": "functions/common/rank_service.py",
     "BudgetTargetSlots": "functions/common/rank_service.py",
-    "BudgetWritesFailed": "functions/common/counters.py",
+    "BudgetWritesFailed": "functions/common/budget_ledger.py",
     "EventsFailed": "functions/common/learn_service.py",
 }
 
