@@ -247,32 +247,16 @@ def _replay(
             observe(ranker, record, values[i])
     if model is not None:
         model.close()
-    return PolicyValue(
-        name=name,
-        first_slot=estimate(
-            rewards[first_seen, 0],
-            logged[first_seen, 0],
-            target[first_seen, 0],
-            method=method,
-            alpha=alpha,
-            reward_hat=hats[first_seen, 0],
-            reward_hat_target=hats[first_seen, 1],
-            interval=interval,
-        ),
-        slate=_within_range(
-            slate_estimate(rewards, logged, target, method="independent_ips", alpha=alpha),
-            rewards,
-        ),
-        events=len(records),
-        unsupported=unsupported,
-        terms=FirstSlotTerms(
-            timestamps=np.array([r.timestamp for r in records])[first_seen],
-            rewards=rewards[first_seen, 0],
-            logged=logged[first_seen, 0],
-            target=target[first_seen, 0],
-            reward_hat=hats[first_seen, 0] if model is not None else None,
-            reward_hat_target=hats[first_seen, 1] if model is not None else None,
-        ),
+    slots = _Slots(rewards, logged, target, first_seen)
+    return _value(
+        name,
+        records,
+        slots,
+        unsupported,
+        alpha=alpha,
+        method=method,
+        interval=interval,
+        hats=hats if model is not None else None,
     )
 
 
@@ -302,29 +286,65 @@ def _table_value(
     if not seen.any():
         raise ValueError("the log holds no event whose first slot was seen")
     unsupported = int(((target == 0.0) & (logged < 1.0)).any(axis=1).sum())
+    slots = _Slots(rewards, logged, target, seen)
+    return _value(name, records, slots, unsupported, alpha=alpha, method=method, interval=interval)
+
+
+@dataclass(frozen=True)
+class _Slots:
+    """Every event's slots, ``(events, width)``: rewards, logged and target probabilities (an
+    unseen or absent slot padded with reward 0 and probability 1 for both), and which events'
+    first slot was seen."""
+
+    rewards: np.ndarray
+    logged: np.ndarray
+    target: np.ndarray
+    first_seen: np.ndarray
+
+
+def _value(
+    name: str,
+    records: Sequence[DecisionRecord],
+    slots: _Slots,
+    unsupported: int,
+    *,
+    alpha: float,
+    method: Method,
+    interval: IntervalMethod | None,
+    hats: np.ndarray | None = None,
+) -> PolicyValue:
+    """The estimates of a candidate's slots: first slot by ``method``, slate by per-slot IPS."""
+    seen = slots.first_seen
+    f = None if hats is None else hats[seen, 0]
+    g = None if hats is None else hats[seen, 1]
+    terms = FirstSlotTerms(
+        timestamps=np.array([r.timestamp for r in records])[seen],
+        rewards=slots.rewards[seen, 0],
+        logged=slots.logged[seen, 0],
+        target=slots.target[seen, 0],
+        reward_hat=f,
+        reward_hat_target=g,
+    )
     first = estimate(
-        rewards[seen, 0],
-        logged[seen, 0],
-        target[seen, 0],
+        terms.rewards,
+        terms.logged,
+        terms.target,
         method=method,
         alpha=alpha,
+        reward_hat=f,
+        reward_hat_target=g,
         interval=interval,
+    )
+    slate = slate_estimate(
+        slots.rewards, slots.logged, slots.target, method="independent_ips", alpha=alpha
     )
     return PolicyValue(
         name=name,
         first_slot=first,
-        slate=_within_range(
-            slate_estimate(rewards, logged, target, method="independent_ips", alpha=alpha),
-            rewards,
-        ),
+        slate=_within_range(slate, slots.rewards),
         events=len(records),
         unsupported=unsupported,
-        terms=FirstSlotTerms(
-            timestamps=np.array([r.timestamp for r in records])[seen],
-            rewards=rewards[seen, 0],
-            logged=logged[seen, 0],
-            target=target[seen, 0],
-        ),
+        terms=terms,
     )
 
 
