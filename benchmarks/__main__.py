@@ -37,6 +37,7 @@ from benchmarks.peers import peers, stream_decisions
 from benchmarks.performance_doc import plugged_renderers, write_performance_doc
 from benchmarks.quality import quality
 from benchmarks.quick_stack import on_one_stack
+from benchmarks.record_sizes import record_sizes
 from benchmarks.report import write_report
 from benchmarks.restart_survival import restart_survival
 from benchmarks.retrieval import retrieval_bench
@@ -275,6 +276,10 @@ def _run(quick: bool, steps: _Steps, save: Callable[[str, dict[str, Any]], None]
         "aws_latency",
         aws_latency(calls=latency_calls, delays=(0.004,) if quick else DELAYS, progress=_note),
     )
+    steps.begin(
+        "record sizes", "decision record bytes and write units at 20, 100, 1,000 candidates"
+    )
+    save("record_sizes", record_sizes())
     if not quick:
         _stack_steps(steps, save)
     events = 10 if quick else 1_000

@@ -1,18 +1,30 @@
-"""Core speed: rank latency at (candidates, slots) and learning throughput, core only."""
+"""Core speed: rank latency at (candidates, slots) and learning throughput, core only.
+
+Each rank size also times raw VW predicting the same request on examples parsed beforehand
+(the floor for ``Ranker.rank``'s overhead) and reports core rank over that floor.
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from vowpalwabbit import Workspace
 
 from bandit.decision_log import DecisionRecord, LoggedReward
 from bandit.learn.learning import learn_record
+from bandit.serve.features import action_lines, shared_line
 from bandit.serve.ranker import Ranker, RankRequest
+from bandit.serve.vw import VWModel, read_envelope
 from bandit.simulate.simulation import Population
 from bandit.spec import parse_spec
+
+# Raw VW predicts each request's prebuilt examples this many times (every predict is a sample).
+PREBUILT_REPEATS = 3
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -55,6 +67,33 @@ def logged_events(
     return records
 
 
+class PrebuiltVW:
+    """A bare VW workspace with a model's weights, timing predicts on examples parsed first."""
+
+    def __init__(self, model: VWModel) -> None:
+        _, blob = read_envelope(model.to_bytes())
+        with tempfile.TemporaryDirectory(prefix="serendip-core-") as directory:
+            path = os.path.join(directory, "model.vw")
+            with open(path, "wb") as handle:
+                handle.write(blob)
+            self._vw = Workspace(arg_list=["--quiet", "-i", path])
+
+    def predict_seconds(self, shared: str, actions: Sequence[str], repeats: int) -> list[float]:
+        """Seconds of each of ``repeats`` predicts on one parse of the request (parse untimed)."""
+        examples = self._vw.parse([shared, *actions])
+        seconds = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            self._vw.predict(examples)
+            seconds.append(time.perf_counter() - started)
+        self._vw.finish_example(examples)
+        return seconds
+
+    def close(self) -> None:
+        """Release VW's native resources."""
+        self._vw.finish()
+
+
 # (candidates, slots) measured by ``rank_sizes``, with the warm-up events and calls of a full run:
 # the largest size learns 20 slots over 500 candidates per event, so it warms up on fewer.
 RANK_SIZES: tuple[tuple[int, int, int, int], ...] = (
@@ -79,8 +118,9 @@ def rank_latency(
 ) -> dict[str, Any]:
     """Latency of ``Ranker.rank`` on a model trained on ``warmup`` events.
 
-    Also times building the decision record, which the stack does after ranking. The catalog
-    holds at least twice as many items as there are candidates.
+    Also times building the decision record, which the stack does after ranking, and raw VW
+    predicting the request on prebuilt examples with the same weights (``PrebuiltVW``). The
+    catalog holds at least twice as many items as there are candidates.
     """
     population = Population(seed=seed, candidates=candidates, n_items=max(400, 2 * candidates))
     spec = parse_spec(
@@ -106,13 +146,23 @@ def rank_latency(
         result.record(spec, 1)
         record_times.append(time.perf_counter() - ranked)
         rank_times.append(ranked - started)
+    # The floor on the same requests, in a loop of its own so it leaves rank's timings alone.
+    prebuilt_times: list[float] = []
+    floor = PrebuiltVW(ranker.model)
+    for request in requests:
+        shared, actions = shared_line(request.context), action_lines(request.candidates)
+        prebuilt_times.extend(floor.predict_seconds(shared, actions, PREBUILT_REPEATS))
+    floor.close()
+    rank, prebuilt = percentiles(rank_times), percentiles(prebuilt_times)
     return {
         "candidates": candidates,
         "slots": slots,
         "calls": calls,
         "warmup_events": warmup,
-        "rank": percentiles(rank_times),
+        "rank": rank,
         "record": percentiles(record_times),
+        "vw_prebuilt": prebuilt,
+        "rank_over_vw_prebuilt_p50": rank["p50_ms"] / prebuilt["p50_ms"],
     }
 
 

@@ -395,6 +395,7 @@ def performance_markdown(
     api_workers: Renderer | None = None,
     retrieval: Renderer | None = None,
     aws_latency: Renderer | None = None,
+    record_sizes: Renderer | None = None,
 ) -> str:
     """The whole document for the results in ``results`` (see the module docstring)."""
     found = load_results(results)
@@ -405,6 +406,7 @@ def performance_markdown(
     sections.append(optional_section(results, "retrieval", retrieval))
     sections.append(_handler(found))
     sections.append(optional_section(results, "aws_latency", aws_latency))
+    sections.append(optional_section(results, "record_sizes", record_sizes))
     sections.append(optional_section(results, "load", load))
     sections.append(optional_section(results, "api_workers", api_workers))
     if learner := found.get("learner_speed"):
@@ -438,6 +440,7 @@ def write_performance_doc(
     api_workers: Renderer | None = None,
     retrieval: Renderer | None = None,
     aws_latency: Renderer | None = None,
+    record_sizes: Renderer | None = None,
 ) -> None:
     """Write ``doc`` from the results in ``results``; the renderers render their files."""
     doc.parent.mkdir(parents=True, exist_ok=True)
@@ -451,6 +454,7 @@ def write_performance_doc(
         api_workers=api_workers,
         retrieval=retrieval,
         aws_latency=aws_latency,
+        record_sizes=record_sizes,
     )
     doc.write_text(markdown)
 
@@ -466,6 +470,7 @@ def plugged_renderers() -> dict[str, Renderer]:
         learning_loop,
         load,
         peers,
+        record_sizes,
         restart_survival,
         retrieval,
         stack_memory,
@@ -480,6 +485,7 @@ def plugged_renderers() -> dict[str, Renderer]:
         "api_workers": api_workers.markdown,
         "retrieval": retrieval.markdown,
         "aws_latency": aws_latency.markdown,
+        "record_sizes": record_sizes.markdown,
     }
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from bandit.domain import Candidate
 from bandit.errors import FeatureError
@@ -229,20 +229,25 @@ class ActionLines:
 
     def __call__(self, candidates: Sequence[Candidate]) -> list[str]:
         """Action lines of ``candidates``, as ``action_lines`` would write them."""
-        out: list[str] = []
         cached = self._lines
-        for i, candidate in enumerate(candidates):
-            key = (candidate.id, candidate.category, candidate.creator, repr(candidate.features))
-            line = cached.get(key)
-            if line is None:
+        found = cached.get
+        out = [found((c.id, c.category, c.creator, repr(c.features))) for c in candidates]
+        if None not in out:
+            self.hits += len(out)
+            return cast(list[str], out)
+        lines: list[str] = []
+        for i, (candidate, hit) in enumerate(zip(candidates, out, strict=True)):
+            if hit is None:
                 line = action_line(candidate, f"candidates[{i}]")
                 if len(cached) >= self.capacity:
                     cached.pop(next(iter(cached)), None)
-                cached[key] = line
+                features = repr(candidate.features)
+                cached[(candidate.id, candidate.category, candidate.creator, features)] = line
             else:
+                line = hit
                 self.hits += 1
-            out.append(line)
-        return out
+            lines.append(line)
+        return lines
 
 
 def labeled(line: str, cost: float, probability: float) -> str:

@@ -100,17 +100,30 @@ def slot_distribution(
     order: apprentice mode), the slot's exploit choice is its first allowed index instead of
     the best score (the best score when none is allowed).
     """
-    indices = np.flatnonzero(allowed)
-    allowed_scores = scores[indices]
-    greedy = _lead_choice(lead, allowed)
-    if greedy is None:
-        greedy = int(indices[int(np.argmax(allowed_scores))])
-    p_explore = np.zeros(len(scores))
-    if rate > 0.0:
-        p_explore[indices] = explore(allowed_scores, weights[indices])
+    p_explore, greedy = _explore_and_greedy(scores, weights, allowed, rate, explore, lead=lead)
     mixed = rate * p_explore
     mixed[greedy] += 1.0 - rate
     return p_explore, mixed, greedy
+
+
+def _explore_and_greedy(
+    scores: np.ndarray,
+    weights: np.ndarray,
+    allowed: np.ndarray,
+    rate: float,
+    explore: ExploreFn,
+    *,
+    lead: Sequence[int] | None,
+) -> tuple[np.ndarray, int]:
+    indices = allowed.nonzero()[0]
+    allowed_scores = scores[indices]
+    greedy = _lead_choice(lead, allowed)
+    if greedy is None:
+        greedy = int(indices[allowed_scores.argmax()])
+    p_explore = np.zeros(len(scores))
+    if rate > 0.0:
+        p_explore[indices] = explore(allowed_scores, weights[indices])
+    return p_explore, greedy
 
 
 def _lead_choice(lead: Sequence[int] | None, allowed: np.ndarray) -> int | None:
@@ -157,16 +170,29 @@ def sample_slate(
     weights = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=np.float64)
     chosen: list[int] = []
     draws: list[SlotDraw] = []
+    # What ``allowed_mask`` gives, kept up to date pick by pick rather than rebuilt per slot.
+    available = np.ones(len(scores), dtype=bool)
+    if constraints.excluded:
+        available[list(constraints.excluded)] = False
+    caps = _Caps(constraints)
     for position in range(1, slate_size + 1):
-        allowed = allowed_mask(len(scores), chosen, constraints)
+        here = constraints.excluded_at.get(position) if constraints.excluded_at else None
+        allowed = available
+        if here:
+            allowed = available.copy()
+            allowed[list(here)] = False
         if not allowed.any():
             break
         slot_rate = 1.0 if position in constraints.discovery_positions else rate
         slot_scores = scores if scores_at is None else np.asarray(scores_at(position), float)
-        p_explore, mixed, greedy = slot_distribution(
-            slot_scores, weights, allowed, slot_rate, explore, lead=lead
-        )
-        if distributions is not None:
+        if distributions is None:
+            p_explore, greedy = _explore_and_greedy(
+                slot_scores, weights, allowed, slot_rate, explore, lead=lead
+            )
+        else:
+            p_explore, mixed, greedy = slot_distribution(
+                slot_scores, weights, allowed, slot_rate, explore, lead=lead
+            )
             distributions.append(mixed)
         explored = slot_rate > 0.0 and (slot_rate >= 1.0 or rng.random() < slot_rate)
         if explored:
@@ -177,9 +203,43 @@ def sample_slate(
                 pick -= 1
         else:
             pick = greedy
+        # ``mixed[pick]`` of ``slot_distribution``, the same operations without the vector.
+        probability = slot_rate * p_explore[pick]
+        if pick == greedy:
+            probability += 1.0 - slot_rate
         chosen.append(pick)
-        draws.append(SlotDraw(pick, position, float(mixed[pick]), bool(explored)))
+        draws.append(SlotDraw(pick, position, float(probability), bool(explored)))
+        available[pick] = False
+        caps.take(pick, available)
     return draws
+
+
+class _Caps:
+    """Per-category and per-creator counts of a slate's picks: a group at its cap is masked."""
+
+    def __init__(self, constraints: SlateConstraints) -> None:
+        self._limits = [
+            (groups, cap, Counter[str]())
+            for groups, cap in (
+                (constraints.categories, constraints.max_per_category),
+                (constraints.creators, constraints.max_per_creator),
+            )
+            if cap is not None and groups
+        ]
+        self._arrays: dict[int, np.ndarray] = {}
+
+    def take(self, pick: int, available: np.ndarray) -> None:
+        """Count ``pick`` and clear ``available`` for every member of a group now full."""
+        for which, (groups, cap, used) in enumerate(self._limits):
+            group = groups[pick]
+            if group is None:
+                continue
+            used[group] += 1
+            if used[group] >= cap:
+                array = self._arrays.get(which)
+                if array is None:
+                    array = self._arrays[which] = np.asarray(groups, dtype=object)
+                available[: len(groups)] &= array != group
 
 
 def slate_probability(draws: Sequence[SlotDraw]) -> float:

@@ -6,6 +6,11 @@ exploration, returns ``cb_explore_adf``'s pmf. Learning takes logged bandit feed
 action's label is ``cost:probability`` with cost = -reward and the probability it was shown with.
 Models serialise to bytes in a small envelope carrying a SHA-256 checksum and the learned-example
 count; the checksum covers the header and the VW bytes, so a blob with any byte changed never loads.
+
+Scoring keeps each action line's parsed example (``ParsedActions``, one cache per model, so an
+example never meets another workspace) and parses only the shared line per request: VW's
+``cb_adf`` adds the shared features to every action for the prediction and removes them after,
+so a cached example predicts exactly what its text does. Learning parses text, as before.
 """
 
 from __future__ import annotations
@@ -23,9 +28,63 @@ from vowpalwabbit import Workspace
 
 from bandit.errors import ModelError
 from bandit.serve.features import labeled
-from bandit.serve.vw_args import validate_vw_args
+from bandit.serve.vw_args import LOW_RANK_FLAGS, validate_vw_args
 
 MAGIC = b"SERENDIP-VW1\n"
+# A parsed VW example holds ~32 KB (a feature array for each of its 256 possible namespaces),
+# whatever its features: 1,024 cached actions cost ~32 MB per model, and a request with more
+# distinct candidates than the cache holds makes every miss a single-example parse, slower than
+# parsing the request's text at once. Measured (docs/performance.md): 1,024 put the rank
+# process over its 250 MB target (271 MB), 512 doubled (500, 20)'s p50. So scoring parses text
+# unless a model is built with ``parsed_capacity`` (replay and tests may).
+PARSED_CAPACITY = 0
+
+
+class ParsedActions:
+    """Parsed examples of recently scored action lines for one workspace, at most ``capacity``.
+
+    Keyed by the line itself, which is all its example depends on; the oldest entry is dropped
+    first (as ``bandit.serve.features.ActionLines`` does), so a hit costs one dict lookup. The
+    examples are VW allocations of their own (not its example pool), freed once dropped and no
+    longer in use.
+    """
+
+    def __init__(self, workspace: Workspace, capacity: int = PARSED_CAPACITY) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self.parses = 0
+        self._vw = workspace
+        self._label = workspace.get_label_type().value
+        self._examples: dict[str, pylibvw.example] = {}
+
+    def __len__(self) -> int:
+        return len(self._examples)
+
+    def parse(self, line: str) -> pylibvw.example:
+        """A fresh example of ``line``, owned by the caller (never cached)."""
+        return pylibvw.example(self._vw, self._label, line)
+
+    def __call__(self, lines: Sequence[str]) -> list[pylibvw.example]:
+        """The examples of ``lines`` in order, parsing only the ones not cached."""
+        examples = self._examples
+        found = examples.get
+        out: list[pylibvw.example] = []
+        append = out.append
+        for line in lines:
+            example = found(line)
+            if example is None:
+                example = self.parse(line)
+                self.parses += 1
+                if len(examples) >= self.capacity:
+                    del examples[next(iter(examples))]
+                examples[line] = example
+            append(example)
+        return out
+
+    def clear(self) -> None:
+        """Drop every cached example."""
+        self._examples.clear()
 
 
 class VWModel:
@@ -42,6 +101,7 @@ class VWModel:
         args: Sequence[str] = (),
         *,
         explore: bool = False,
+        parsed_capacity: int = PARSED_CAPACITY,
         _workspace: Workspace | None = None,
         _meta: dict[str, Any] | None = None,
     ) -> None:
@@ -54,13 +114,33 @@ class VWModel:
             reduction = "--cb_explore_adf" if explore else "--cb_adf"
             _workspace = Workspace(arg_list=[reduction, "--quiet", *self.args])
         self._vw = _workspace
+        # Low-rank quadratics learn in an order set by VW's running count of parsed examples,
+        # which predicting from cached examples would no longer advance: those models keep
+        # parsing text, so they learn exactly as before. Capacity 0 keeps text too.
+        low_rank = any(token in LOW_RANK_FLAGS for token in self.args)
+        self.parsed: ParsedActions | None = (
+            None if low_rank or parsed_capacity == 0 else ParsedActions(_workspace, parsed_capacity)
+        )
 
     def score(self, shared: str, actions: Sequence[str]) -> np.ndarray:
         """Scores of ``actions`` in order: minus predicted cost, or VW's pmf when exploring."""
         if not actions:
             return np.zeros(0)
-        values = np.asarray(self._multi([shared, *actions], learn=False), dtype=np.float64)
-        return values if self.explore else -values
+        parsed = self.parsed
+        if parsed is None or len(set(actions)) != len(actions):
+            # One example appearing twice in a multi-example would get the shared features twice.
+            values = self._multi([shared, *actions], learn=False)
+        else:
+            examples = [parsed.parse(shared), *parsed(actions)]
+            try:
+                pylibvw.vw.predict_multi(self._vw, examples)
+            except Exception:
+                # VW may have failed with the shared features still attached to the actions.
+                parsed.clear()
+                raise
+            values = examples[0].get_action_scores()
+        scores = np.asarray(values, dtype=np.float64)
+        return scores if self.explore else -scores
 
     def _multi(self, lines: Sequence[str], *, learn: bool) -> list[float]:
         """Run one multi-line example through VW's native calls; return the action scores.
@@ -120,7 +200,7 @@ class VWModel:
         return MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + blob
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> VWModel:
+    def from_bytes(cls, data: bytes, *, parsed_capacity: int = PARSED_CAPACITY) -> VWModel:
         """Load a model written by ``to_bytes``; raise ``ModelError`` if it is not intact."""
         header, blob = read_envelope(data)
         fd, path = tempfile.mkstemp(prefix="serendip-", suffix=".vw")
@@ -137,11 +217,17 @@ class VWModel:
         finally:
             os.unlink(path)
         return cls(
-            header["args"], explore=bool(header["explore"]), _workspace=workspace, _meta=header
+            header["args"],
+            explore=bool(header["explore"]),
+            parsed_capacity=parsed_capacity,
+            _workspace=workspace,
+            _meta=header,
         )
 
     def close(self) -> None:
         """Release VW's native resources."""
+        if self.parsed is not None:
+            self.parsed.clear()
         self._vw.finish()
 
 

@@ -48,6 +48,11 @@ def test_bench_harness_writes_results_and_summary(tmp_path: Path) -> None:
     assert "## Contextual Bandit Bake-off" in summary
     _check_performance(tmp_path, performance.read_text())
     assert "## Rank handler with AWS's latency" in performance.read_text()
+    sizes = json.loads((tmp_path / "record_sizes.json").read_text())
+    assert [sizes[n]["write_units"] >= 1 for n in ("20", "100", "1000")] == [True] * 3
+    assert sizes["20"]["compressed_bytes"] < sizes["100"]["compressed_bytes"]
+    assert sizes["100"]["compressed_bytes"] < sizes["1000"]["compressed_bytes"]
+    assert "## Decision record size" in performance.read_text()
 
 
 def _check_performance(results: Path, doc: str) -> None:
