@@ -241,8 +241,9 @@ def read_jsonl(source: str | Path | IO[str]) -> Iterator[DecisionRecord]:
 
     A log written by reference (``write_jsonl(..., by_reference=True)``) holds snapshot lines
     (``CatalogSnapshot``); a record naming one gets its items as its candidates, shared between
-    the records that name it. A malformed line, or a record naming a snapshot no earlier line
-    holds, raises ``ValueError`` naming its line number.
+    the records that name it. A malformed line, a snapshot whose name is not the hash of its
+    items, or a record naming a snapshot no earlier line holds, raises ``ValueError`` naming its
+    line number.
     """
     if isinstance(source, str | Path):
         with open(source, encoding="utf-8") as handle:
@@ -255,6 +256,8 @@ def read_jsonl(source: str | Path | IO[str]) -> Iterator[DecisionRecord]:
         try:
             if _SNAPSHOT_LINE.match(line):
                 snapshot = CatalogSnapshot.model_validate_json(line)
+                if CatalogSnapshot.of(snapshot.items).snapshot != snapshot.snapshot:
+                    raise ValueError(f"snapshot {snapshot.snapshot!r} does not match its items")
                 snapshots[snapshot.snapshot] = snapshot.items
                 continue
             record = DecisionRecord.model_validate_json(line)

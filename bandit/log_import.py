@@ -113,7 +113,8 @@ def load_mapping(path: str | Path) -> tuple[ImportMapping, Path]:
 def read_rows(path: Path, format: str | None) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(row number, row)`` of a CSV (header line first) or JSONL file; numbers from 1."""
     kind = format or ("jsonl" if path.suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv")
-    with open(path, encoding="utf-8", newline="") as handle:
+    # utf-8-sig: a spreadsheet's export starts with a byte-order mark, which is not a column name
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         if kind == "csv":
             for number, row in enumerate(csv.DictReader(handle), start=1):
                 yield number, {key: _cell(value) for key, value in row.items() if key is not None}

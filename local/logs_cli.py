@@ -74,8 +74,9 @@ def reliability_lines(result: Evaluation) -> list[str]:
         line = f"{value.name}: first-slot interval {first.interval}"
         if first.ess is not None:
             line += (
-                f", effective sample size {first.ess:,.0f} of {first.n:,} events, the 10 "
-                f"largest weighted rewards carry {first.top_10_share:.0%} of the estimate (top 1%: "
+                f", effective sample size {first.ess:,.0f} of {first.n:,} events, the "
+                f"{min(10, first.n)} largest weighted rewards carry {first.top_10_share:.0%} of "
+                "the estimate (top 1%: "
                 f"{first.top_1pct_share:.0%})"
             )
         lines.append(line)
@@ -116,14 +117,22 @@ def evaluate_command(args: argparse.Namespace, console: Console) -> int:
         raise SystemExit("serendip evaluate: give at least one --policy or --propensities")
     method: Method = getattr(args, "method", "snips")  # namespaces from before --method
     interval: IntervalMethod | None = getattr(args, "interval", None)
-    result = evaluate(
-        read_jsonl(args.logs),
-        specs,
-        alpha=args.alpha,
-        method=method,
-        interval=interval,
-        tables=tables,
-    )
+    if tables and method not in ("snips", "ips"):
+        raise SystemExit(
+            f"serendip evaluate: --propensities takes --method snips or ips, not {method}"
+        )
+    try:
+        result = evaluate(
+            read_jsonl(args.logs),
+            specs,
+            alpha=args.alpha,
+            method=method,
+            interval=interval,
+            tables=tables,
+        )
+    except (OSError, ValueError) as error:  # a log, spec or setting that cannot be evaluated
+        print(f"serendip evaluate: {error}", file=sys.stderr)
+        return 2
     console.print(evaluation_table(result))
     for line in reliability_lines(result):
         console.print(line)

@@ -13,7 +13,9 @@ each action also costs ``ACTION_OVERHEAD``, so that many actions with few featur
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
+from functools import lru_cache
 
 from bandit.errors import FieldError
 from bandit.serve.vw_args import cost_factor, interaction_terms, low_rank_terms
@@ -44,16 +46,22 @@ def namespace_counts(line: str) -> dict[str, int]:
 def slot_work(args: Sequence[str], shared: str, actions: Sequence[str]) -> int:
     """The work of scoring (or learning) one slot of ``actions`` under ``args``.
 
+    Actions with the same features per namespace cost the same: each distinct count is worked
+    out once (a catalog's items mostly share a handful), from counts kept per line.
+
     >>> slot_work(["-q", "CI"], "shared |C a b", ["|I x y z", "|I w"])
     146
     """
-    terms = interaction_terms(args)
-    low_rank = low_rank_terms(args)
+    terms, low_rank, factor = _terms(tuple(args))
+    if len(_by_line) >= _COUNTS_KEPT:  # never within a call: its numbers must stay valid
+        _by_line.clear()
+        _counts.clear()
+        _numbers.clear()
     context = namespace_counts(shared)
     linear = sum(context.values()) + 1
     total = 0
-    for action in actions:
-        own = namespace_counts(action)
+    for number, count in Counter(map(_number_of, actions)).items():
+        own = _counts[number]
         work = linear + sum(own.values())
         for term in terms:
             product = 1
@@ -68,8 +76,36 @@ def slot_work(args: Sequence[str], shared: str, actions: Sequence[str]) -> int:
                 context.get(right, 0) + own.get(right, 0)
             )
             work += 2 * rank * pairs
-        total += work
-    return total * cost_factor(args) + ACTION_OVERHEAD * len(actions)
+        total += work * count
+    return total * factor + ACTION_OVERHEAD * len(actions)
+
+
+_COUNTS_KEPT = 65_536
+# Each distinct count of features per namespace once, numbered; lines by the number of theirs.
+_counts: list[dict[str, int]] = []
+_numbers: dict[tuple[tuple[str, int], ...], int] = {}
+_by_line: dict[str, int] = {}
+
+
+def _number_of(line: str) -> int:
+    """The number of ``line``'s ``namespace_counts`` (equal counts, one number), kept."""
+    found = _by_line.get(line)
+    if found is None:
+        counts = namespace_counts(line)
+        key = tuple(sorted(counts.items()))
+        found = _numbers.get(key)
+        if found is None:
+            found = _numbers[key] = len(_counts)
+            _counts.append(counts)
+        _by_line[line] = found
+    return found
+
+
+@lru_cache(maxsize=256)
+def _terms(
+    args: tuple[str, ...],
+) -> tuple[list[str], list[tuple[str, int]], int]:
+    return interaction_terms(args), low_rank_terms(args), cost_factor(args)
 
 
 def check_slot_work(args: Sequence[str], shared: str, actions: Sequence[str]) -> None:

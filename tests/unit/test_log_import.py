@@ -292,3 +292,27 @@ def test_serendip_import_writes_the_log_and_says_what_it_read(
     assert cli([*argv, "--out", str(failed)]) == 2
     assert "serendip import: row 1: column 'propensity_score': 2.0" in capsys.readouterr().err
     assert not failed.exists() and not (tmp_path / "failed.jsonl.partial").exists()
+
+
+def test_a_spreadsheet_export_with_a_byte_order_mark_imports(tmp_path: Path) -> None:
+    (tmp_path / "items.csv").write_text("id\na\nb\n", encoding="utf-8")
+    (tmp_path / "log.csv").write_text("id,item,p\n1,a,0.5\n", encoding="utf-8-sig")
+    (tmp_path / "mapping.yaml").write_text(
+        "policy: x\ncolumns: {event_id: id, action: item, propensity: p}\n"
+        "items: {file: items.csv, id: id}\n",
+        encoding="utf-8",
+    )
+    mapping, base = load_mapping(tmp_path / "mapping.yaml")
+    assert mapping.items is not None
+    rows = read_rows(tmp_path / "log.csv", None)
+    (record,) = import_log(rows, mapping, load_items(mapping.items, base), ImportReport())
+    assert (record.event_id, record.slate[0].item_id) == ("1", "a")
+
+
+def test_a_snapshot_whose_items_were_changed_is_refused(tmp_path: Path) -> None:
+    records, _ = _import(_obd_like(tmp_path, OBD_ROWS))
+    sink = io.StringIO()
+    write_jsonl(records, sink, by_reference=True)
+    tampered = sink.getvalue().replace('"item_feature_0":0.97', '"item_feature_0":0.5', 1)
+    with pytest.raises(ValueError, match=r"line 1: snapshot 'sha256:\w+' does not match"):
+        list(read_jsonl(io.StringIO(tampered)))

@@ -210,6 +210,13 @@ def test_serendip_evaluate_takes_a_propensity_table_next_to_specs(
     assert "propensities: marginal (per position)" in out
     with pytest.raises(SystemExit, match="--propensities wants NAME=FILE"):
         cli([*argv, "--propensities", str(table)])
+    with pytest.raises(SystemExit, match="--propensities takes --method snips or ips, not dr"):
+        cli([*argv, "--propensities", f"t={table}", "--method", "dr"])
+    # A log that cannot be read is a clear error, not a traceback
+    capsys.readouterr()
+    missing = ["evaluate", "--logs", str(tmp_path / "none.jsonl"), "--propensities", f"t={table}"]
+    assert cli(missing) == 2
+    assert "serendip evaluate: [Errno 2] No such file" in capsys.readouterr().err
 
 
 def test_dr_on_a_marginal_log_uses_the_marginal_distribution_and_recovers_the_value() -> None:
