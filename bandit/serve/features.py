@@ -251,5 +251,13 @@ class ActionLines:
 
 
 def labeled(line: str, cost: float, probability: float) -> str:
-    """Prefix an action line with a cb label ``0:cost:probability``."""
-    return f"0:{cost!r}:{probability!r} {line}"
+    """Prefix an action line with a cb label ``0:cost:probability``.
+
+    A cost or probability of magnitude below ``MIN_ABS_VALUE`` is written as 0 (the cost) or
+    ``MIN_ABS_VALUE`` (the probability): VW's text parser reads some tiny numbers as infinity.
+
+    >>> labeled("|I id=x", -1e-150, 0.5)
+    '0:0.0:0.5 |I id=x'
+    """
+    cost_text = "0.0" if abs(cost) < MIN_ABS_VALUE else repr(cost)
+    return f"0:{cost_text}:{max(probability, MIN_ABS_VALUE)!r} {line}"

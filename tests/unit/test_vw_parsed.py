@@ -410,3 +410,16 @@ def test_sampler_draws_what_rebuilding_the_mask_each_slot_draws(
     assert draws == _rebuilt_slate(
         scores, weights, slate_size, rate, constraints=constraints, seed=seed
     )
+
+
+def test_a_tiny_reward_learns_as_no_reward_instead_of_as_infinity() -> None:
+    shared = shared_line(context(0, 0, 0.0))
+    tiny, zero = VWModel(["-q", "CI"]), VWModel(["-q", "CI"])
+    for reward_tiny, reward_zero in ((5e-126, 0.0), (-1e-54, 0.0), (1.0, 1.0)):
+        tiny.learn(shared, LINES[:3], chosen=0, reward=reward_tiny, probability=0.5)
+        zero.learn(shared, LINES[:3], chosen=0, reward=reward_zero, probability=0.5)
+    scores = tiny.score(shared, LINES[:3])
+    assert np.isfinite(scores).all()
+    assert scores.tolist() == zero.score(shared, LINES[:3]).tolist()
+    tiny.close()
+    zero.close()
